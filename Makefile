@@ -1,0 +1,55 @@
+# The two commands a new user needs: `make run` and `make test`.
+# Everything else here is for developers and CI.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+
+.PHONY: run test lint format messages clean help
+
+help:
+	@echo "make run    set up and run the whole product (web, worker, beat, embedded services)"
+	@echo "make test   set up and run the whole test suite"
+	@echo "make lint   ruff, mypy and the migrations check"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+# Stamps: reinstall only when a requirements file changes.
+$(VENV)/.local-stamp: $(PY) requirements.txt requirements-local.txt
+	$(PIP) install -r requirements-local.txt
+	touch $@
+
+$(VENV)/.dev-stamp: $(VENV)/.local-stamp requirements-dev.txt
+	$(PIP) install -r requirements-dev.txt
+	touch $@
+
+# A local .env with DEBUG on and a random SECRET_KEY, made once, never committed.
+.env: | $(PY)
+	$(PY) -m heyloyalty.dev env
+
+run: $(VENV)/.local-stamp .env
+	$(PY) -m heyloyalty.dev run
+
+test: $(VENV)/.dev-stamp .env
+	$(PY) -m heyloyalty.dev test $(ARGS)
+
+lint: $(VENV)/.dev-stamp .env
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+	$(PY) -W ignore::RuntimeWarning manage.py makemigrations --check --dry-run
+
+format: $(VENV)/.dev-stamp
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# Recompile the translations after editing locale/*/LC_MESSAGES/django.po.
+messages: $(VENV)/.local-stamp .env
+	$(PY) manage.py makemessages -l da --ignore '.venv/*' --ignore 'var/*'
+	$(PY) manage.py compilemessages --ignore '.venv/*'
+
+clean:
+	rm -rf $(VENV) staticfiles .mypy_cache .ruff_cache .pytest_cache

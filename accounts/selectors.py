@@ -1,0 +1,25 @@
+"""Reads of accounts and users, scoped to who is asking."""
+
+from django.db.models import Count, QuerySet
+
+from accounts.models import CUSTOMER_ROLES, Account, User
+
+
+def accounts_visible_to(*, staff: User) -> QuerySet[Account]:
+    """A main admin sees every account; an account manager only those assigned to them."""
+    accounts = Account.objects.select_related("manager").annotate(user_count=Count("users"))
+    if staff.is_superuser:
+        return accounts
+    if staff.is_manager:
+        return accounts.filter(manager=staff)
+    return accounts.none()
+
+
+def users_visible_to(*, staff: User) -> QuerySet[User]:
+    """A main admin sees every user; an account manager the users of their accounts."""
+    users = User.objects.select_related("account")
+    if staff.is_superuser:
+        return users
+    if staff.is_manager:
+        return users.filter(role__in=CUSTOMER_ROLES, account__manager=staff)
+    return users.none()

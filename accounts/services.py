@@ -1,0 +1,93 @@
+"""Every write to accounts and users.
+
+A password is handled here and nowhere else: it is validated, hashed with argon2id
+by ``set_password`` and never stored, logged, mailed or returned in plain text.
+The only exception is a generated password, which the caller shows once to the
+account manager who asked for it.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.contrib.auth.password_validation import validate_password
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import (
+    CUSTOMER_ROLES,
+    Account,
+    ManagerAccess,
+    Role,
+    User,
+    normalize_email,
+)
+
+# No look-alikes (0/O, 1/l/I), so a password read off a screen is typed right.
+_ALPHABET = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+def password_generate(*, groups: int = 4, group_size: int = 5) -> str:
+    """A random password such as ``h7Kqz-Wm3pa-...``: about 120 bits of entropy."""
+    return "-".join(
+        "".join(secrets.choice(_ALPHABET) for _ in range(group_size)) for _ in range(groups)
+    )
+
+
+@transaction.atomic
+def account_create(
+    *,
+    name: str,
+    manager_access: ManagerAccess,
+    manager: User | None = None,
+    timezone_name: str = "Europe/Copenhagen",
+    default_from_name: str = "",
+    default_from_email: str = "",
+) -> Account:
+    if manager is not None and not manager.is_manager:
+        raise ValueError(f"{manager.email} is not an account manager")
+    account = Account(
+        name=name.strip(),
+        manager=manager,
+        manager_access=manager_access,
+        timezone=timezone_name,
+        default_from_name=default_from_name,
+        default_from_email=default_from_email,
+    )
+    account.full_clean()
+    account.save()
+    return account
+
+
+@transaction.atomic
+def user_create(
+    *,
+    email: str,
+    role: Role,
+    password: str,
+    account: Account | None = None,
+    name: str = "",
+    must_change_password: bool = True,
+) -> User:
+    """Create a user. ``must_change_password`` stays on unless the user chose the password."""
+    if (role in CUSTOMER_ROLES) != (account is not None):
+        raise ValueError("owners and users belong to an account; staff belong to none")
+    user = User(email=normalize_email(email), role=role, account=account, name=name.strip())
+    user.full_clean(exclude=["password"])
+    validate_password(password, user)
+    user.set_password(password)
+    user.must_change_password = must_change_password
+    user.password_changed_at = timezone.now()
+    user.save()
+    return user
+
+
+@transaction.atomic
+def user_set_password(*, user: User, password: str, set_by: User) -> None:
+    """Set a password. Set by anyone else, it must be changed at the next sign-in,
+    so that afterwards nobody but the user knows it."""
+    validate_password(password, user)
+    user.set_password(password)
+    user.must_change_password = set_by.pk != user.pk
+    user.password_changed_at = timezone.now()
+    user.save(update_fields=["password", "must_change_password", "password_changed_at"])

@@ -1,0 +1,170 @@
+"""`make run` and `make test`: set up, start what is missing, run.
+
+    python -m heyloyalty.dev env     write a local .env (DEBUG on, a random SECRET_KEY)
+    python -m heyloyalty.dev run     the whole product: web, worker, beat (+ embedded services)
+    python -m heyloyalty.dev test    the whole test suite (+ embedded services)
+
+Where DATABASE_URL, REDIS_URL or SMTP_URL is unset, the embedded PostgreSQL, Redis or
+SMTP sink is started (data under var/) and stopped again on exit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+VAR = BASE_DIR / "var"
+PY = sys.executable
+
+
+def env_file() -> None:
+    path = BASE_DIR / ".env"
+    if path.exists():
+        return
+    path.write_text(
+        "# Local settings for make run / make test. Never commit this file.\n"
+        "DEBUG=1\n"
+        f"SECRET_KEY={secrets.token_urlsafe(64)}\n",
+        encoding="utf-8",
+    )
+    path.chmod(0o600)
+    print(f"wrote {path} (DEBUG on, a random SECRET_KEY)")
+
+
+def _load_env() -> None:
+    sys.path.insert(0, str(BASE_DIR))
+    from heyloyalty.env import load_env_file
+
+    load_env_file(BASE_DIR / ".env")
+    # The console scripts (gunicorn, celery, pytest) live beside this Python.
+    os.environ["PATH"] = f"{Path(PY).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def _port(name: str, default: int) -> int:
+    return int(os.environ.get(name) or default)
+
+
+@contextmanager
+def services(*, mail: bool) -> Iterator[None]:
+    """Start the embedded services for every service URL that is not set."""
+    from heyloyalty.dev.embedded import EmbeddedPostgres, EmbeddedRedis, MailSink
+
+    (VAR / "log").mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        if not os.environ.get("DATABASE_URL"):
+            pg = EmbeddedPostgres(VAR / "pg", _port("EMBEDDED_PG_PORT", 5433))
+            stack.callback(pg.stop)
+            pg.start()
+            pg.ensure_database("heyloyalty")
+        if not os.environ.get("REDIS_URL"):
+            rd = EmbeddedRedis(
+                VAR / "redis", VAR / "log" / "redis.log", _port("EMBEDDED_REDIS_PORT", 6380)
+            )
+            stack.callback(rd.stop)
+            rd.start()
+        if mail and not os.environ.get("SMTP_URL"):
+            sink = MailSink(
+                VAR / "mail", VAR / "log" / "mail.log", _port("EMBEDDED_SMTP_PORT", 1025)
+            )
+            stack.callback(sink.stop)
+            sink.start()
+        yield
+
+
+def manage(*args: str, capture: bool = False) -> str:
+    result = subprocess.run(
+        [PY, "manage.py", *args],
+        cwd=BASE_DIR,
+        check=True,
+        text=True,
+        stdout=subprocess.PIPE if capture else None,
+    )
+    return result.stdout or ""
+
+
+def _banner(url: str, seed: dict[str, Any]) -> None:
+    def wait_and_print() -> None:
+        from heyloyalty.dev.embedded import wait_for
+
+        def up() -> bool:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:  # noqa: S310
+                return bool(response.status == 200)
+
+        try:
+            wait_for(up, "the web server", timeout=120)
+        except RuntimeError as error:
+            print(f"\n!! {error}", flush=True)
+            return
+        lines = [f"    {x['role']:<8} {x['email']:<22} {x['password']}" for x in seed["logins"]]
+        print(
+            "\n"
+            + "=" * 64
+            + f"\n  Heyloyalty is running at {url}/\n  Admin panel: {url}/admin/\n"
+            + "  Demo logins (role, email, password):\n"
+            + "\n".join(lines)
+            + "\n  Mail sent by the app is kept in var/mail/ unless SMTP_URL is set."
+            + "\n  Ctrl-C stops everything; data stays in var/ for the next run.\n"
+            + "=" * 64
+            + "\n",
+            flush=True,
+        )
+
+    threading.Thread(target=wait_and_print, daemon=True).start()
+
+
+def run() -> int:
+    from honcho.manager import Manager
+    from honcho.printer import Printer
+
+    port = _port("PORT", 8000)
+    os.environ.setdefault("BIND", f"127.0.0.1:{port}")
+    os.environ.setdefault("PUBLIC_URL", f"http://127.0.0.1:{port}")
+    print("Starting Heyloyalty", flush=True)
+    with services(mail=True):
+        print("  migrating the database", flush=True)
+        manage("migrate", "--noinput", "-v", "0")
+        manage("collectstatic", "--noinput", "-v", "0")
+        seed = json.loads(manage("seed_demo", "--json", capture=True))
+        manager = Manager(Printer(sys.stdout))
+        for line in (BASE_DIR / "Procfile").read_text().splitlines():
+            name, _, command = line.partition(":")
+            if command.strip():
+                manager.add_process(
+                    name.strip(), command.strip(), env=dict(os.environ), cwd=str(BASE_DIR)
+                )
+        _banner(os.environ["PUBLIC_URL"], seed)
+        manager.loop()
+        return int(manager.returncode or 0)
+
+
+def test(args: list[str]) -> int:
+    with services(mail=False):
+        return subprocess.call([PY, "-m", "pytest", *args], cwd=BASE_DIR)
+
+
+def main() -> int:
+    command, *rest = sys.argv[1:] or ["help"]
+    if command == "env":
+        env_file()
+        return 0
+    _load_env()
+    if command == "run":
+        return run()
+    if command == "test":
+        return test(rest)
+    print(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

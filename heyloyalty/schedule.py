@@ -1,0 +1,15 @@
+"""Every periodic job, declared in one place.
+
+Add a job here and nowhere else (CONTRIBUTING.md, "Add a beat job"). Each entry
+names a thin task that calls one service; the task must be harmless to run twice.
+"""
+
+from datetime import timedelta
+from typing import Any
+
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "accounts.clear_expired_sessions": {
+        "task": "accounts.tasks.clear_expired_sessions",
+        "schedule": timedelta(hours=1),
+    },
+}
