@@ -58,8 +58,29 @@ def _password_shown_once(request: HttpRequest, user: User, password: str) -> Htt
     return response
 
 
+class CreateThroughServiceAdmin(admin.ModelAdmin):
+    """Adding an object calls the app's service (validation, hashing, audit); changing
+    one saves the form as usual."""
+
+    def create(self, request: HttpRequest, data: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def save_form(self, request: HttpRequest, form: ModelForm, change: bool) -> Any:
+        if change:
+            return form.save(commit=False)
+        return self.create(request, form.cleaned_data)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if change:
+            obj.save()
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        if change:
+            super().save_related(request, form, formsets, change)
+
+
 @admin.register(Account)
-class AccountAdmin(admin.ModelAdmin):
+class AccountAdmin(CreateThroughServiceAdmin):
     list_display = ["name", "manager", "manager_access", "user_count", "created_at"]
     list_filter = ["manager_access"]
     search_fields = ["name"]
@@ -87,11 +108,8 @@ class AccountAdmin(admin.ModelAdmin):
     def user_count(self, obj: Account) -> int:
         return obj.user_count  # type: ignore[attr-defined]
 
-    def save_form(self, request: HttpRequest, form: ModelForm, change: bool) -> Any:
-        if change:
-            return form.save(commit=False)
+    def create(self, request: HttpRequest, data: dict[str, Any]) -> Account:
         staff = _staff(request)
-        data = form.cleaned_data
         return services.account_create(
             name=data["name"],
             manager=data.get("manager") if staff.is_superuser else staff,
@@ -101,17 +119,9 @@ class AccountAdmin(admin.ModelAdmin):
             default_from_email=data.get("default_from_email", ""),
         )
 
-    def save_model(self, request: HttpRequest, obj: Account, form: Any, change: bool) -> None:
-        if change:
-            obj.save()
-
-    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        if change:
-            super().save_related(request, form, formsets, change)
-
 
 @admin.register(User)
-class UserAdmin(admin.ModelAdmin):
+class UserAdmin(CreateThroughServiceAdmin):
     list_display = ["email", "name", "role", "account", "is_active", "must_change_password"]
     list_filter = ["role", "is_active", "must_change_password"]
     search_fields = ["email", "name", "account__name"]
@@ -166,10 +176,7 @@ class UserAdmin(admin.ModelAdmin):
             _("Passwords are stored as argon2id hashes; nobody can read them."),
         )
 
-    def save_form(self, request: HttpRequest, form: ModelForm, change: bool) -> Any:
-        if change:
-            return form.save(commit=False)
-        data = form.cleaned_data
+    def create(self, request: HttpRequest, data: dict[str, Any]) -> User:
         generated = None if data.get("password") else services.password_generate()
         user = services.user_create(
             email=data["email"],
@@ -181,14 +188,6 @@ class UserAdmin(admin.ModelAdmin):
         )
         request._generated_password = generated  # type: ignore[attr-defined]
         return user
-
-    def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
-        if change:
-            obj.save()
-
-    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        if change:
-            super().save_related(request, form, formsets, change)
 
     def response_add(
         self, request: HttpRequest, obj: User, post_url_continue: Any = None

@@ -3,9 +3,9 @@
 from typing import Any
 
 from django import forms
-from django.contrib.auth.password_validation import validate_password
 from django.utils.translation import gettext_lazy as _
 
+from accounts.forms import PasswordChoiceForm
 from accounts.models import CUSTOMER_ROLES, User, normalize_email
 
 
@@ -21,20 +21,7 @@ class RoleAccountMixin:
             form.add_error("account", _("Account managers and main admins belong to no account."))
 
 
-class UserAddForm(RoleAccountMixin, forms.ModelForm):
-    generate = forms.BooleanField(
-        label=_("Generate a strong password"),
-        required=False,
-        initial=True,
-        help_text=_("Shown to you once. The user must change it at the first sign-in."),
-    )
-    password = forms.CharField(
-        label=_("Or type a password"),
-        required=False,
-        strip=False,
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-    )
-
+class UserAddForm(RoleAccountMixin, PasswordChoiceForm, forms.ModelForm):
     class Meta:
         model = User
         fields = ["email", "name", "role", "account"]
@@ -48,15 +35,9 @@ class UserAddForm(RoleAccountMixin, forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         self.clean_role_and_account(data)
-        typed = data.get("password")
-        if typed:
-            probe = User(email=data.get("email", ""), name=data.get("name", ""))
-            try:
-                validate_password(typed, probe)
-            except forms.ValidationError as error:
-                self.add_error("password", error)
-        elif not data.get("generate"):
-            self.add_error("password", _("Type a password or tick 'Generate a strong password'."))
+        self.check_password_choice(
+            data, User(email=data.get("email", ""), name=data.get("name", ""))
+        )
         return data
 
 

@@ -35,8 +35,8 @@ class OwnPasswordChangeForm(PasswordChangeForm):
         return user
 
 
-class SetPasswordByManagerForm(forms.Form):
-    """Used by an account manager in the admin panel: type a password or generate one."""
+class PasswordChoiceForm(forms.Form):
+    """Staff choose a password for someone else: generated (shown once) or typed."""
 
     generate = forms.BooleanField(
         label=_("Generate a strong password"),
@@ -52,18 +52,23 @@ class SetPasswordByManagerForm(forms.Form):
         help_text=password_validators_help_text_html(),
     )
 
+    def check_password_choice(self, data: dict[str, Any], user: User) -> None:
+        typed = data.get("password")
+        if typed:
+            try:
+                validate_password(typed, user)
+            except forms.ValidationError as error:
+                self.add_error("password", error)
+        elif not data.get("generate"):
+            self.add_error("password", _("Type a password or tick 'Generate a strong password'."))
+
+
+class SetPasswordByManagerForm(PasswordChoiceForm):
     def __init__(self, user: User, *args: Any, **kwargs: Any) -> None:
         self.user = user
         super().__init__(*args, **kwargs)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        typed = data.get("password")
-        if typed:
-            try:
-                validate_password(typed, self.user)
-            except forms.ValidationError as error:
-                self.add_error("password", error)
-        elif not data.get("generate"):
-            raise forms.ValidationError(_("Type a password or tick 'Generate a strong password'."))
+        self.check_password_choice(data, self.user)
         return data

@@ -92,3 +92,22 @@ def test_a_bad_boolean_is_explained(monkeypatch):
     monkeypatch.setenv("SOME_FLAG", "maybe")
     with pytest.raises(ValueError, match="SOME_FLAG"):
         env.get_bool("SOME_FLAG", False)
+
+
+def test_production_settings_pass_the_deploy_check():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=BASE,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            "PATH": os.environ["PATH"],
+            "ENV_FILE": "/dev/null",
+            "DEBUG": "0",
+            "SECRET_KEY": STRONG,
+            "ALLOWED_HOSTS": "mail.example.com",
+        },
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout

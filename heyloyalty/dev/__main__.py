@@ -149,6 +149,7 @@ def run() -> int:
 
 def test(args: list[str]) -> int:
     with services(mail=False):
+        manage("collectstatic", "--noinput", "-v", "0")  # the tests serve them, as production does
         return subprocess.call([PY, "-m", "pytest", *args], cwd=BASE_DIR)
 
 

@@ -151,3 +151,26 @@ def test_a_bad_time_zone_is_a_form_error(personas: Personas):
     )
     assert response.status_code == 200
     assert "is not a known time zone" in response.text
+
+
+def test_staff_change_their_own_password_through_the_same_service(personas: Personas):
+    from accounts import services
+
+    services.user_set_password(
+        user=personas.mallory, password="set-by-root-for-mallory", set_by=personas.root
+    )
+    client = staff_client(personas.mallory)
+    assert client.get(reverse("admin:index"))["Location"] == reverse("accounts:password_change")
+    redirect = client.get("/admin/password_change/")
+    assert redirect["Location"] == reverse("accounts:password_change")
+    client.post(
+        reverse("accounts:password_change"),
+        {
+            "old_password": "set-by-root-for-mallory",
+            "new_password1": "mallorys-own-choice-5",
+            "new_password2": "mallorys-own-choice-5",
+        },
+    )
+    personas.mallory.refresh_from_db()
+    assert not personas.mallory.must_change_password
+    assert client.get(reverse("admin:index")).status_code == 200
