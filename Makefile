@@ -26,9 +26,11 @@ $(VENV)/.dev-stamp: $(VENV)/.local-stamp requirements-dev.txt
 	$(PIP) install -r requirements-dev.txt
 	touch $@
 
-# A local .env with DEBUG on and a random SECRET_KEY, made once, never committed.
-.env: | $(PY)
-	$(PY) -m heyloyalty.dev env
+# A local .env with DEBUG on and random keys, never committed; completed when a
+# newer version needs more.
+.PHONY: .env
+.env: $(VENV)/.local-stamp
+	@$(PY) -m heyloyalty.dev env
 
 run: $(VENV)/.local-stamp .env
 	$(PY) -m heyloyalty.dev run

@@ -191,3 +191,39 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def get_short_name(self) -> str:
         return self.name.split(" ")[0] if self.name else self.email
+
+
+class ApiScope(models.TextChoices):
+    READ = "read", _("Read only")
+    READ_WRITE = "read_write", _("Read and write")
+
+
+class ApiKey(models.Model):
+    """A key for the REST API. The secret is kept encrypted with the key ring (it is
+    needed in plain form to check request signatures), shown once when made."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(_("name"), max_length=100)
+    key = models.CharField(_("key"), max_length=64, unique=True)
+    secret_encrypted = models.TextField(editable=False)
+    scope = models.CharField(
+        _("scope"), max_length=16, choices=ApiScope.choices, default=ApiScope.READ_WRITE
+    )
+    created_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(_("created"), default=now)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key[:8]}…)"
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None

@@ -9,19 +9,23 @@ account manager who asked for it.
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 
 from django.contrib.auth.password_validation import validate_password
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 from accounts.models import (
     CUSTOMER_ROLES,
     Account,
+    ApiKey,
+    ApiScope,
     ManagerAccess,
     Role,
     User,
     normalize_email,
 )
+from heyloyalty import keys
 
 # No look-alikes (0/O, 1/l/I), so a password read off a screen is typed right.
 _ALPHABET = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -91,3 +95,40 @@ def user_set_password(*, user: User, password: str, set_by: User) -> None:
     user.must_change_password = set_by.pk != user.pk
     user.password_changed_at = timezone.now()
     user.save(update_fields=["password", "must_change_password", "password_changed_at"])
+
+
+@transaction.atomic
+def apikey_create(
+    *,
+    account: Account,
+    name: str,
+    scope: ApiScope = ApiScope.READ_WRITE,
+    created_by: User | None = None,
+) -> tuple[ApiKey, str]:
+    """A new key; returns it with its secret, which is shown once and stored encrypted."""
+    if not name.strip():
+        raise ValueError("an API key needs a name")
+    secret = secrets.token_hex(32)
+    api_key = ApiKey.objects.create(
+        account=account,
+        name=name.strip(),
+        key=secrets.token_hex(16),
+        secret_encrypted=keys.encrypt(secret),
+        scope=scope,
+        created_by=created_by,
+    )
+    return api_key, secret
+
+
+@transaction.atomic
+def apikey_revoke(*, api_key: ApiKey) -> None:
+    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+def apikey_touch(*, api_key: ApiKey) -> None:
+    """Record use at most once a minute, so a busy key costs no write per request."""
+    moment = timezone.now()
+    ApiKey.objects.filter(pk=api_key.pk).filter(
+        models.Q(last_used_at__isnull=True)
+        | models.Q(last_used_at__lt=moment - timedelta(minutes=1))
+    ).update(last_used_at=moment)

@@ -37,6 +37,15 @@ if not SECRET_KEY:
         "or set SECRET_KEY in the environment."
     )
 
+# Keys for reversible secrets at rest (API secrets): see heyloyalty/keys.py.
+FIELD_ENCRYPTION_KEYS = env.get("FIELD_ENCRYPTION_KEYS")
+if not DEBUG and not FIELD_ENCRYPTION_KEYS:
+    raise ImproperlyConfigured(
+        "FIELD_ENCRYPTION_KEYS is not set. With DEBUG off Heyloyalty will not start without it. "
+        'Set it to "k1:<key>", the key made by: python3 -c '
+        '"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+    )
+
 ALLOWED_HOSTS = env.get_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 PUBLIC_URL = env.get("PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 CSRF_TRUSTED_ORIGINS = env.get_list("CSRF_TRUSTED_ORIGINS", PUBLIC_URL)
@@ -219,8 +228,18 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "heyloyalty.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
+# Allowed clock difference for X-Request-Timestamp. Long-lived PHP workers sign once and
+# reuse the timestamp (heyloyalty-api.md §2.3), so it is generous.
+API_CLOCK_WINDOW_SECONDS = env.get_int("API_CLOCK_WINDOW_SECONDS", 900)
+API_RATE = env.get("API_RATE", "60000/min")
+API_SIGNATURE_FAILURE_LIMIT = env.get_int("API_SIGNATURE_FAILURE_LIMIT", 30)
+API_SIGNATURE_FAILURE_WINDOW_SECONDS = 600
+# List definitions and multi-choice values explode into many keys (§3.2 rule 8).
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 10000
+IMPORT_MAX_BYTES = env.get_int("IMPORT_MAX_BYTES", 200 * 1024 * 1024)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Heyloyalty API",
     "DESCRIPTION": "Wire-compatible with Heyloyalty's /loyalty/v1 API.",

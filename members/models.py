@@ -1,21 +1,50 @@
-"""Member lists. The foundation's part: enough for the demo data and the dashboard.
+"""Lists, their fields, and members.
 
-The members issue adds list settings, typed custom fields, segments and imports.
+A member's field values live in ``data`` (JSON, keyed by field name) except email and
+mobile, which are columns because duplicates are detected on them. ``email_key`` and
+``mobile_key`` carry the value only where the list refuses duplicates on that field, so
+a plain unique index enforces the list's policy under concurrency (NULLs never clash).
 """
 
 import uuid
 
 from django.db import models
-from django.utils import timezone
+from django.db.models import Q
+from django.utils.timezone import now
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Account
 
 
+class Duplicates(models.TextChoices):
+    """Heyloyalty's duplicate policy names (API `duplicates`)."""
+
+    ALLOW = "allow", _("Allow duplicates")
+    ALLOW_EMAIL = "allow_email", _("Allow duplicate emails, unique mobiles")
+    ALLOW_MOBILE = "allow_mobile", _("Allow duplicate mobiles, unique emails")
+    DISALLOW = "disallow", _("No duplicates")
+
+    @property
+    def unique_email(self) -> bool:
+        return self in (Duplicates.DISALLOW, Duplicates.ALLOW_MOBILE)
+
+    @property
+    def unique_mobile(self) -> bool:
+        return self in (Duplicates.DISALLOW, Duplicates.ALLOW_EMAIL)
+
+
 class List(models.Model):
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="lists")
     name = models.CharField(_("name"), max_length=200)
-    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    country_id = models.PositiveIntegerField(_("country"), default=1)
+    timezone = models.CharField(_("time zone"), max_length=64, default="Europe/Copenhagen")
+    date_format = models.CharField(_("date format"), max_length=32, default="dd-mm-yyyy")
+    duplicates = models.CharField(
+        _("duplicates"), max_length=16, choices=Duplicates.choices, default=Duplicates.DISALLOW
+    )
+    double_optin = models.BooleanField(_("double opt-in"), default=False)
+    created_at = models.DateTimeField(_("created"), default=now)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
         verbose_name = _("list")
@@ -24,6 +53,66 @@ class List(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def policy(self) -> Duplicates:
+        return Duplicates(self.duplicates)
+
+
+class FieldKind(models.TextChoices):
+    FIXED = "fixed", _("Standard field")
+    CUSTOM = "custom", _("Custom field")
+
+
+class FieldFormat(models.TextChoices):
+    TEXT = "text", _("Text")
+    NUMBER = "number", _("Number")
+    DATE = "date", _("Date")
+    BOOLEAN = "boolean", _("Yes/no")
+    CHOICE = "choice", _("Choice")
+    MULTI = "multi", _("Multiple choice")
+    PASSWORD = "password", _("Password")
+    SHOP = "shop", _("Shop")
+
+
+class Field(models.Model):
+    list = models.ForeignKey(List, on_delete=models.CASCADE, related_name="fields")
+    name = models.SlugField(_("name"), max_length=64)
+    label = models.CharField(_("label"), max_length=200)
+    kind = models.CharField(_("type"), max_length=8, choices=FieldKind.choices)
+    format = models.CharField(_("format"), max_length=16, choices=FieldFormat.choices)
+    required = models.BooleanField(_("required"), default=False)
+    fallback = models.CharField(_("fallback"), max_length=255, blank=True)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [models.UniqueConstraint(fields=["list", "name"], name="field_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def has_options(self) -> bool:
+        return self.format in (FieldFormat.CHOICE, FieldFormat.MULTI, FieldFormat.SHOP)
+
+
+class FieldOption(models.Model):
+    """An option of a choice or multi field. ``value`` is the option id the API shows
+    (sex: 1 male, 2 female; country: the country ids)."""
+
+    field = models.ForeignKey(Field, on_delete=models.CASCADE, related_name="options")
+    value = models.PositiveIntegerField()
+    label = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["value"]
+        constraints = [
+            models.UniqueConstraint(fields=["field", "value"], name="option_unique_value")
+        ]
+
+    def __str__(self) -> str:
+        return self.label
 
 
 class MemberStatus(models.TextChoices):
@@ -34,23 +123,56 @@ class MemberStatus(models.TextChoices):
     COMPLAINED = "complained", _("Complained")
 
 
+# Members in these states are never mailed, and an import never makes them active again
+# unless it says so explicitly.
+SUPPRESSED = (MemberStatus.UNSUBSCRIBED, MemberStatus.BOUNCED, MemberStatus.COMPLAINED)
+
+
 class Member(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     list = models.ForeignKey(List, on_delete=models.CASCADE, related_name="members")
     email = models.CharField(_("email"), max_length=254, blank=True)
     mobile = models.CharField(_("mobile"), max_length=32, blank=True)
-    firstname = models.CharField(_("first name"), max_length=200, blank=True)
-    lastname = models.CharField(_("last name"), max_length=200, blank=True)
+    # NULL is "no key": the unique index ignores it (see the module docstring).
+    email_key = models.CharField(max_length=254, null=True, blank=True, editable=False)  # noqa: DJ001
+    mobile_key = models.CharField(max_length=32, null=True, blank=True, editable=False)  # noqa: DJ001
+    data = models.JSONField(_("fields"), default=dict, blank=True)
     status = models.CharField(
         _("status"), max_length=16, choices=MemberStatus.choices, default=MemberStatus.ACTIVE
     )
-    created_at = models.DateTimeField(_("created"), default=timezone.now)
-    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    email_status = models.CharField(
+        max_length=16, choices=MemberStatus.choices, default=MemberStatus.ACTIVE
+    )
+    mobile_status = models.CharField(
+        max_length=16, choices=MemberStatus.choices, default=MemberStatus.ACTIVE
+    )
+    consent_source = models.CharField(_("consent source"), max_length=64, blank=True)
+    consent_ip = models.GenericIPAddressField(_("consent IP"), null=True, blank=True)
+    consent_at = models.DateTimeField(_("consent time"), null=True, blank=True)
+    consent_text = models.TextField(_("consent wording"), blank=True)
+    imported = models.BooleanField(default=False)
+    obscured_at = models.DateTimeField(_("obscured"), null=True, blank=True)
+    sent_mail = models.PositiveIntegerField(default=0)
+    open_rate = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(_("created"), default=now)
+    updated_at = models.DateTimeField(_("updated"), default=now)
 
     class Meta:
         verbose_name = _("member")
         verbose_name_plural = _("members")
-        indexes = [models.Index(fields=["list", "email"], name="member_list_email")]
+        indexes = [
+            models.Index(fields=["list", "email"], name="member_list_email"),
+            models.Index(fields=["list", "mobile"], name="member_list_mobile"),
+            models.Index(fields=["list", "created_at"], name="member_list_created"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["list", "email_key"], name="member_unique_email_key"),
+            models.UniqueConstraint(fields=["list", "mobile_key"], name="member_unique_mobile_key"),
+            models.CheckConstraint(
+                condition=~Q(email="") | ~Q(mobile="") | Q(obscured_at__isnull=False),
+                name="member_has_email_or_mobile",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.email or self.mobile or str(self.id)

@@ -77,6 +77,13 @@ def make_personas() -> Personas:
     )
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(request, settings):
+    """Cheap argon2id in tests, except where a test asks for the real parameters."""
+    if "real_hashing" not in request.keywords:
+        settings.PASSWORD_HASHERS = ["tests.hashers.FastArgon2PasswordHasher"]
+
+
 @pytest.fixture
 def personas(db: None) -> Personas:
     return make_personas()

@@ -11,6 +11,8 @@ from heyloyalty import env
 
 BASE = Path(__file__).resolve().parent.parent
 STRONG = "x" * 10 + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0-_zz"
+FIELD_KEYS = "k1:" + "A" * 43 + "="
+PRODUCTION = {"DEBUG": "0", "SECRET_KEY": STRONG, "FIELD_ENCRYPTION_KEYS": FIELD_KEYS}
 
 
 def manage_check(extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -41,12 +43,19 @@ def test_without_debug_a_weak_secret_key_stops_the_process():
 def test_a_secret_key_may_come_from_a_file(tmp_path):
     key_file = tmp_path / "key"
     key_file.write_text(STRONG)
-    result = manage_check({"DEBUG": "0", "SECRET_KEY_FILE": str(key_file), "ALLOWED_HOSTS": "x"})
+    result = manage_check(
+        {
+            "DEBUG": "0",
+            "FIELD_ENCRYPTION_KEYS": FIELD_KEYS,
+            "SECRET_KEY_FILE": str(key_file),
+            "ALLOWED_HOSTS": "x",
+        }
+    )
     assert result.returncode == 0, result.stderr
 
 
 def test_a_strong_key_starts():
-    result = manage_check({"DEBUG": "0", "SECRET_KEY": STRONG, "ALLOWED_HOSTS": "example.com"})
+    result = manage_check({**PRODUCTION, "ALLOWED_HOSTS": "example.com"})
     assert result.returncode == 0, result.stderr
 
 
@@ -104,10 +113,15 @@ def test_production_settings_pass_the_deploy_check():
         env={
             "PATH": os.environ["PATH"],
             "ENV_FILE": "/dev/null",
-            "DEBUG": "0",
-            "SECRET_KEY": STRONG,
+            **PRODUCTION,
             "ALLOWED_HOSTS": "mail.example.com",
         },
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_without_debug_missing_field_encryption_keys_stop_the_process():
+    result = manage_check({"DEBUG": "0", "SECRET_KEY": STRONG, "ALLOWED_HOSTS": "x"})
+    assert result.returncode != 0
+    assert "FIELD_ENCRYPTION_KEYS is not set" in result.stderr

@@ -28,17 +28,34 @@ PY = sys.executable
 
 
 def env_file() -> None:
+    """Write .env, or add what a newer version needs to an existing one."""
     path = BASE_DIR / ".env"
-    if path.exists():
+    existing = path.read_text(encoding="utf-8") if path.exists() else ""
+    names = {line.split("=", 1)[0].strip() for line in existing.splitlines() if "=" in line}
+    wanted = {
+        "DEBUG": "1",
+        "SECRET_KEY": secrets.token_urlsafe(64),
+        "FIELD_ENCRYPTION_KEYS": _new_field_key(),
+    }
+    missing = {k: v for k, v in wanted.items() if k not in names}
+    if not missing:
         return
+    header = (
+        "" if existing else "# Local settings for make run / make test. Never commit this file.\n"
+    )
+    if existing and not existing.endswith("\n"):
+        existing += "\n"
     path.write_text(
-        "# Local settings for make run / make test. Never commit this file.\n"
-        "DEBUG=1\n"
-        f"SECRET_KEY={secrets.token_urlsafe(64)}\n",
-        encoding="utf-8",
+        existing + header + "".join(f"{k}={v}\n" for k, v in missing.items()), encoding="utf-8"
     )
     path.chmod(0o600)
-    print(f"wrote {path} (DEBUG on, a random SECRET_KEY)")
+    print(f"wrote {', '.join(missing)} to {path}")
+
+
+def _new_field_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return f"k1:{Fernet.generate_key().decode()}"
 
 
 def _load_env() -> None:

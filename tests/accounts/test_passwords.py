@@ -12,6 +12,18 @@ from heyloyalty.dev.embedded import pg_binary
 from tests.conftest import Personas
 
 
+@pytest.mark.real_hashing
+def test_production_hashing_is_argon2id_with_strong_parameters(db):
+    user = services.user_create(
+        email="real@heyloyalty.test", role=Role.ADMIN, password="a-real-strong-passphrase"
+    )
+    algorithm, variant, _version, params, *_ = user.password.split("$")
+    assert (algorithm, variant) == ("argon2", "argon2id")
+    cost = dict(p.split("=") for p in params.split(","))
+    assert int(cost["m"]) >= 19 * 1024  # OWASP's floor for argon2id memory (KiB)
+    assert int(cost["t"]) >= 2
+
+
 def test_every_stored_hash_is_argon2id(personas: Personas):
     hashes = list(User.objects.values_list("password", flat=True))
     assert len(hashes) == 6

@@ -1,0 +1,25 @@
+"""Routes of the Heyloyalty-compatible API. Every trailing slash is optional and no
+route ever redirects (heyloyalty-api.md §1); unknown paths answer JSON 404."""
+
+from django.urls import re_path
+
+from heyloyalty.api.errors import not_found
+from members import api as members_api
+
+LIST = r"(?P<list_id>\d+)"
+
+urlpatterns = [
+    re_path(r"^loyalty/v1/lists/?$", members_api.ListsView.as_view()),
+    # Before lists/<id>: fixed words win over ids.
+    re_path(r"^loyalty/v1/lists/countries/?$", members_api.CountriesView.as_view()),
+    re_path(rf"^loyalty/v1/lists/{LIST}/?$", members_api.ListDetailView.as_view()),
+    re_path(rf"^loyalty/v1/lists/{LIST}/members/?$", members_api.MembersView.as_view()),
+    re_path(rf"^loyalty/v1/lists/{LIST}/members/upsert/?$", members_api.MemberUpsertView.as_view()),
+    re_path(
+        rf"^loyalty/v1/lists/{LIST}/members/(?P<member_id>[^/]+)/?$",
+        members_api.MemberDetailView.as_view(),
+    ),
+    re_path(r"^loyalty/v2/lists/members/byfield/?$", members_api.MembersByFieldV2View.as_view()),
+    re_path(rf"^loyalty/v2/lists/{LIST}/?$", members_api.ListPatchV2View.as_view()),
+    re_path(r"^(loyalty|reseller|tools)(/.*)?$", not_found),
+]

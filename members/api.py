@@ -1,0 +1,355 @@
+"""The lists and members part of the Heyloyalty API (heyloyalty-api.md §5.1, §5.2, §6).
+
+Views are thin: parse with the shared extractor, call a selector or service, shape the
+answer with members.serializers. Scoping: every list is looked up through the calling
+key's account, so another account's ids answer 404.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from heyloyalty.api.base import ApiView
+from heyloyalty.api.params import ParamError, Params, parse_filter, to_bool, to_int, to_list
+from heyloyalty.net import client_ip
+from members import selectors, services
+from members.fields import COUNTRIES
+from members.models import Duplicates, List, Member
+from members.schema import ListSchema
+from members.serializers import list_json, list_summary, member_json
+from members.services import Consent, MemberError
+
+MAX_PERPAGE = 5000
+JSON = OpenApiTypes.OBJECT
+
+
+def _list_settings(params: Params) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    if "name" in params:
+        settings["name"] = str(params["name"])
+    if "country_id" in params:
+        settings["country_id"] = to_int(params["country_id"], field="country_id")
+    if "duplicates" in params:
+        value = str(params["duplicates"])
+        if value not in Duplicates.values:
+            raise ParamError(
+                f"duplicates must be one of {', '.join(Duplicates.values)}", field="duplicates"
+            )
+        settings["duplicates"] = Duplicates(value)
+    for key in ("double_optin", "double_opt-in"):
+        if key in params:
+            settings["double_optin"] = to_bool(params[key], field=key)
+    if "date_format" in params:
+        settings["date_format"] = str(params["date_format"])
+    return settings
+
+
+def _field_specs(params: Params) -> list[services.FieldSpec]:
+    raw = params.get("fields") or []
+    if isinstance(raw, dict):
+        raw = list(raw.values())
+    if not isinstance(raw, list) or not all(isinstance(f, dict) for f in raw):
+        raise ParamError("fields must be a list of field definitions", field="fields")
+    return [services.field_spec_from_api(f) for f in raw]
+
+
+def _list_answer(member_list: List) -> dict[str, Any]:
+    schema = ListSchema.load(member_list)
+    return list_json(member_list, schema, member_count=member_list.members.count())
+
+
+class ListsView(ApiView):
+    @extend_schema(operation_id="lists_index", summary="All lists", responses={200: JSON})
+    def get(self, request: Request) -> Response:
+        lists = selectors.lists_for_account(account=self.account(request))
+        return Response([list_summary(lst, member_count=lst.member_count) for lst in lists])  # type: ignore[attr-defined]
+
+    @extend_schema(
+        operation_id="lists_create",
+        summary="Create a list",
+        request=JSON,
+        responses={201: JSON, 400: JSON},
+    )
+    def post(self, request: Request) -> Response:
+        params = self.params(request)
+        settings = _list_settings(params)
+        if not settings.get("name"):
+            raise ParamError("name is required", field="name")
+        member_list = services.list_create(
+            account=self.account(request), fields=_field_specs(params), **settings
+        )
+        return Response({"id": member_list.pk}, status=201)
+
+
+class CountriesView(ApiView):
+    @extend_schema(operation_id="lists_countries", summary="Country ids", responses={200: JSON})
+    def get(self, request: Request) -> Response:
+        return Response([{"id": cid, "name": name, "code": code} for cid, name, code in COUNTRIES])
+
+
+class ListDetailView(ApiView):
+    def _list(self, request: Request, list_id: str) -> List:
+        return selectors.list_get(account=self.account(request), list_id=list_id)
+
+    @extend_schema(
+        operation_id="lists_read",
+        summary="A list with its fields",
+        responses={200: JSON, 404: JSON},
+    )
+    def get(self, request: Request, list_id: str) -> Response:
+        return Response(_list_answer(self._list(request, list_id)))
+
+    @extend_schema(
+        operation_id="lists_update",
+        summary="Change a list; its fields are replaced",
+        request=JSON,
+        responses={200: JSON, 400: JSON, 404: JSON},
+    )
+    def put(self, request: Request, list_id: str) -> Response:
+        member_list = self._list(request, list_id)
+        params = self.params(request)
+        services.list_update(member_list=member_list, **_list_settings(params))
+        if "fields" in params:
+            services.list_set_fields(
+                member_list=member_list, fields=_field_specs(params), replace=True
+            )
+        return Response(_list_answer(member_list))
+
+    @extend_schema(
+        operation_id="lists_delete",
+        summary="Delete a list and its members",
+        responses={204: None, 404: JSON},
+    )
+    def delete(self, request: Request, list_id: str) -> Response:
+        services.list_delete(member_list=self._list(request, list_id))
+        return Response(status=204)
+
+
+class ListPatchV2View(ListDetailView):
+    """``PATCH /loyalty/v2/lists/{id}``: new fields are added, sent ones changed, the rest
+    left alone."""
+
+    http_method_names = ["patch", "options"]
+
+    @extend_schema(
+        operation_id="lists_v2_patch",
+        summary="Add or change fields (v2)",
+        request=JSON,
+        responses={200: JSON, 400: JSON, 404: JSON},
+    )
+    def patch(self, request: Request, list_id: str) -> Response:
+        member_list = self._list(request, list_id)
+        params = self.params(request)
+        services.list_update(member_list=member_list, **_list_settings(params))
+        services.list_set_fields(
+            member_list=member_list, fields=_field_specs(params), replace=False
+        )
+        return Response(_list_answer(member_list))
+
+
+def _member_values(params: Params) -> dict[str, Any]:
+    """Member fields sit at the top level, or under ``member[...]`` (upsert)."""
+    nested = params.get("member")
+    return dict(nested) if isinstance(nested, dict) else dict(params)
+
+
+def _consent(request: Request, params: Params) -> Consent:
+    return Consent(
+        source="api",
+        ip=client_ip(request._request) or None,
+        text=str(params.get("consent_text") or ""),
+    )
+
+
+class MembersView(ApiView):
+    @extend_schema(
+        operation_id="members_index",
+        summary="Members of a list, filtered and paged",
+        parameters=[
+            OpenApiParameter("page", int),
+            OpenApiParameter("perpage", int),
+            OpenApiParameter("orderby", str),
+            OpenApiParameter("order", int),
+            OpenApiParameter("logic", str),
+            OpenApiParameter("filter", str, description="filter[<field>][<op>][]=<value>"),
+        ],
+        responses={200: JSON, 400: JSON, 404: JSON},
+    )
+    def get(self, request: Request, list_id: str) -> Response:
+        member_list = selectors.list_get(account=self.account(request), list_id=list_id)
+        params = self.params(request)
+        page = max(1, to_int(params.get("page", 1), field="page"))
+        perpage = to_int(params.get("perpage", 50), field="perpage")
+        if not 1 <= perpage <= MAX_PERPAGE:
+            raise ParamError(f"perpage must be between 1 and {MAX_PERPAGE}", field="perpage")
+        members = selectors.members_filter(
+            member_list=member_list,
+            conditions=parse_filter(params.get("filter") or {}),
+            logic=str(params.get("logic") or "and").lower(),
+            order_by=str(params.get("orderby") or "created_at"),
+            descending=str(params.get("order", "1")).strip().startswith("-"),
+        )
+        schema = ListSchema.load(member_list)
+        total = members.count()
+        start = (page - 1) * perpage
+        return Response(
+            {
+                "members": [member_json(m, schema) for m in members[start : start + perpage]],
+                "total": total,
+                "page": page,
+                "perpage": perpage,
+            }
+        )
+
+    @extend_schema(
+        operation_id="members_create",
+        summary="Add a member",
+        request=JSON,
+        responses={201: JSON, 400: JSON, 404: JSON},
+    )
+    def post(self, request: Request, list_id: str) -> Response:
+        member_list = selectors.list_get(account=self.account(request), list_id=list_id)
+        params = self.params(request)
+        member = services.member_create(
+            member_list=member_list,
+            values=_member_values(params),
+            consent=_consent(request, params),
+            skip_optin=_skip_optin(params),
+        )
+        return Response({"id": str(member.pk)}, status=201)
+
+
+def _skip_optin(params: Params) -> bool:
+    return to_bool(params.get("skipOptIn", "0"), field="skipOptIn")
+
+
+class MemberUpsertView(ApiView):
+    @extend_schema(
+        operation_id="members_upsert",
+        summary="Create or update by a unique field",
+        request=JSON,
+        responses={200: JSON, 201: JSON, 400: JSON, 404: JSON},
+    )
+    def post(self, request: Request, list_id: str) -> Response:
+        member_list = selectors.list_get(account=self.account(request), list_id=list_id)
+        params = self.params(request)
+        unique_field = str(params.get("unique_field") or "")
+        if not unique_field:
+            raise ParamError("unique_field is required", field="unique_field")
+        kind, member = services.member_upsert(
+            member_list=member_list,
+            unique_field=unique_field,
+            values=_member_values(params),
+            include_unconfirmed=to_bool(
+                params.get("search_temporary", "1"), field="search_temporary"
+            ),
+            skip_optin=_skip_optin(params),
+            consent=_consent(request, params),
+        )
+        return Response(
+            {"type": kind, "member_id": str(member.pk)}, status=201 if kind == "create" else 200
+        )
+
+
+class MemberDetailView(ApiView):
+    def _member(self, request: Request, list_id: str, member_id: str) -> Member:
+        member_list = selectors.list_get(account=self.account(request), list_id=list_id)
+        return selectors.member_get(member_list=member_list, member_id=member_id)
+
+    @extend_schema(
+        operation_id="members_read", summary="A member", responses={200: JSON, 404: JSON}
+    )
+    def get(self, request: Request, list_id: str, member_id: str) -> Response:
+        member = self._member(request, list_id, member_id)
+        return Response(member_json(member, ListSchema.load(member.list)))
+
+    @extend_schema(
+        operation_id="members_update",
+        summary="Replace a member's fields (fields not sent are cleared)",
+        request=JSON,
+        responses={204: None, 400: JSON, 404: JSON},
+    )
+    def put(self, request: Request, list_id: str, member_id: str) -> Response:
+        member = self._member(request, list_id, member_id)
+        services.member_update(
+            member=member, values=_member_values(self.params(request)), replace=True
+        )
+        return Response(status=204)
+
+    @extend_schema(
+        operation_id="members_update_post",
+        summary="Same as PUT (older PHP clients send POST)",
+        request=JSON,
+        responses={204: None, 400: JSON, 404: JSON},
+    )
+    def post(self, request: Request, list_id: str, member_id: str) -> Response:
+        return self.put(request, list_id, member_id)
+
+    @extend_schema(
+        operation_id="members_patch",
+        summary="Change some of a member's fields",
+        request=JSON,
+        responses={204: None, 400: JSON, 404: JSON},
+    )
+    def patch(self, request: Request, list_id: str, member_id: str) -> Response:
+        member = self._member(request, list_id, member_id)
+        services.member_update(
+            member=member, values=_member_values(self.params(request)), replace=False
+        )
+        return Response(status=204)
+
+    @extend_schema(
+        operation_id="members_delete",
+        summary="Delete a member, or obscure it with obscureMemberData=1",
+        responses={204: None, 404: JSON},
+    )
+    def delete(self, request: Request, list_id: str, member_id: str) -> Response:
+        member = self._member(request, list_id, member_id)
+        if to_bool(self.params(request).get("obscureMemberData", "0"), field="obscureMemberData"):
+            services.member_obscure(member=member)
+        else:
+            services.member_delete(member=member)
+        return Response(status=204)
+
+
+class MembersByFieldV2View(ApiView):
+    """``DELETE /loyalty/v2/lists/members/byfield``: Magento's unsubscribe. 2xx even when
+    nothing matched."""
+
+    http_method_names = ["delete", "options"]
+
+    @extend_schema(
+        operation_id="members_v2_delete_by_field",
+        request=JSON,
+        summary="Delete the members whose field has a value, on some lists",
+        responses={200: JSON, 400: JSON},
+    )
+    def delete(self, request: Request) -> Response:
+        params = self.params(request)
+        field = str(params.get("field") or "")
+        if field not in ("email", "mobile"):
+            raise ParamError("field must be email or mobile", field="field")
+        value = params.get("value")
+        if value in (None, ""):
+            raise ParamError("value is required", field="value")
+        list_ids = [to_int(v, field="lists") for v in to_list(params.get("lists") or [])]
+        lists = List.objects.filter(account=self.account(request))
+        if list_ids:
+            lists = lists.filter(pk__in=list_ids)
+        deleted = 0
+        for member_list in lists:
+            try:
+                found = selectors.members_filter(
+                    member_list=member_list, conditions={field: {"eq": [str(value)]}}
+                )
+            except MemberError:
+                continue
+            for member in found:
+                services.member_delete(member=member)
+                deleted += 1
+        return Response({"deleted": deleted})

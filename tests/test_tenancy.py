@@ -1,0 +1,126 @@
+"""Carol (account B) walks every API operation and dashboard URL against Alice's objects.
+
+Every route must be listed here: a new route that is not fails the test, so tenancy is
+checked for it before it ships.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from accounts.services import apikey_create
+from heyloyalty.api import urls as api_urls
+from members import services
+from tests.api.conftest import Api
+from tests.conftest import Personas
+
+# API routes: regex -> path with Alice's ids (None: the route takes no id; checked below
+# by what it returns instead).
+API_ROUTES: dict[str, Callable[[Any], str] | None] = {
+    r"^loyalty/v1/lists/?$": None,
+    r"^loyalty/v1/lists/countries/?$": None,
+    r"^loyalty/v1/lists/(?P<list_id>\d+)/?$": lambda o: f"/loyalty/v1/lists/{o.list.pk}",
+    r"^loyalty/v1/lists/(?P<list_id>\d+)/members/?$": lambda o: (
+        f"/loyalty/v1/lists/{o.list.pk}/members"
+    ),
+    r"^loyalty/v1/lists/(?P<list_id>\d+)/members/upsert/?$": lambda o: (
+        f"/loyalty/v1/lists/{o.list.pk}/members/upsert"
+    ),
+    r"^loyalty/v1/lists/(?P<list_id>\d+)/members/(?P<member_id>[^/]+)/?$": lambda o: (
+        f"/loyalty/v1/lists/{o.list.pk}/members/{o.member.pk}"
+    ),
+    r"^loyalty/v2/lists/members/byfield/?$": None,
+    r"^loyalty/v2/lists/(?P<list_id>\d+)/?$": lambda o: f"/loyalty/v2/lists/{o.list.pk}",
+    r"^(loyalty|reseller|tools)(/.*)?$": None,
+}
+
+# Dashboard URL names -> whether they show account data ("scoped") or not ("public").
+DASHBOARD_ROUTES = {
+    "accounts:home": "scoped",
+    "accounts:login": "public",
+    "accounts:logout": "public",
+    "accounts:password_change": "public",
+    "healthz": "public",
+    "set_language": "public",
+    "javascript-catalog": "public",
+    "api-schema": "public",
+    "api-docs": "public",
+    "admin-password-change": "public",
+}
+
+
+class AliceObjects:
+    def __init__(self, personas: Personas) -> None:
+        self.list = services.list_create(account=personas.account_a, name="Alice secret list")
+        self.member = services.member_create(
+            member_list=self.list, values={"email": "alice.customer@example.dk"}
+        )
+
+
+def _names(resolver: URLResolver, prefix: str = "") -> set[str]:
+    names = set()
+    for pattern in resolver.url_patterns:
+        if isinstance(pattern, URLResolver):
+            if pattern.app_name == "admin":
+                continue  # the admin panel has its own scoping tests (tests/accounts)
+            ns = f"{prefix}{pattern.namespace}:" if pattern.namespace else prefix
+            names |= _names(pattern, ns)
+        elif isinstance(pattern, URLPattern) and pattern.name:
+            names.add(prefix + pattern.name)
+    return names
+
+
+def test_every_api_route_is_listed_here():
+    regexes = {p.pattern.regex.pattern for p in api_urls.urlpatterns}
+    assert regexes == set(API_ROUTES), "add the new API route to API_ROUTES"
+
+
+def test_every_dashboard_url_is_listed_here():
+    assert _names(get_resolver()) == set(DASHBOARD_ROUTES), "add the new URL to DASHBOARD_ROUTES"
+
+
+def test_carol_gets_404_from_every_api_operation_on_alices_objects(personas: Personas):
+    alice = AliceObjects(personas)
+    api_key, secret = apikey_create(account=personas.account_b, name="carol")
+    carol = Api(api_key.key, secret)
+    for pattern in api_urls.urlpatterns:
+        make_path = API_ROUTES[pattern.pattern.regex.pattern]
+        view = getattr(pattern.callback, "view_class", None)
+        if make_path is None or view is None:
+            continue
+        for method in ("get", "post", "put", "patch", "delete"):
+            if not hasattr(view, method) or method not in view.http_method_names:
+                continue
+            response = carol.json(
+                method.upper(),
+                make_path(alice),
+                {"name": "x", "email": "x@y.dk", "unique_field": "email"},
+            )
+            assert response.status_code == 404, (method, make_path(alice), response.content)
+    # Routes without ids show Carol nothing of Alice's.
+    assert all(lst["id"] != alice.list.pk for lst in carol.get("lists").json())
+    gone = carol.json(
+        "DELETE",
+        "/loyalty/v2/lists/members/byfield",
+        {"field": "email", "value": "alice.customer@example.dk", "lists": [alice.list.pk]},
+    )
+    assert gone.json() == {"deleted": 0}
+    alice.member.refresh_from_db()
+    alice.list.refresh_from_db()
+    assert alice.list.name == "Alice secret list"
+
+
+@pytest.mark.parametrize("name", [n for n, kind in DASHBOARD_ROUTES.items() if kind == "scoped"])
+def test_carols_dashboard_shows_nothing_of_alice(client, personas: Personas, name: str):
+    from django.urls import reverse
+
+    AliceObjects(personas)
+    client.force_login(personas.carol)
+    page = client.get(reverse(name))
+    assert page.status_code == 200
+    assert "Alice secret list" not in page.text
+    assert "Account A Bakery" not in page.text
