@@ -240,6 +240,8 @@ API_SIGNATURE_FAILURE_WINDOW_SECONDS = 600
 # List definitions and multi-choice values explode into many keys (§3.2 rule 8).
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 10000
 IMPORT_MAX_BYTES = env.get_int("IMPORT_MAX_BYTES", 200 * 1024 * 1024)
+# Uploaded import files and error reports. Shared storage when workers run on other hosts.
+IMPORT_DIR = Path(env.get("IMPORT_DIR", str(VAR_DIR / "imports")))
 SPECTACULAR_SETTINGS = {
     "TITLE": "Heyloyalty API",
     "DESCRIPTION": "Wire-compatible with Heyloyalty's /loyalty/v1 API.",

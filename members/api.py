@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
@@ -18,10 +19,12 @@ from heyloyalty.api.base import ApiView
 from heyloyalty.api.params import ParamError, Params, parse_filter, to_bool, to_int, to_list
 from heyloyalty.net import client_ip
 from members import selectors, services
-from members.fields import COUNTRIES
-from members.models import Duplicates, List, Member
+from members.exports import csv_download
+from members.fields import COUNTRIES, FieldValueError, clean_email
+from members.imports import ImportOptions, import_create, import_report_rows
+from members.models import Duplicates, HandleExisting, Import, List, Member
 from members.schema import ListSchema
-from members.serializers import list_json, list_summary, member_json
+from members.serializers import list_json, list_summary, member_json, stamp
 from members.services import Consent, MemberError
 
 MAX_PERPAGE = 5000
@@ -353,3 +356,105 @@ class MembersByFieldV2View(ApiView):
                 services.member_delete(member=member)
                 deleted += 1
         return Response({"deleted": deleted})
+
+
+# -- imports (heyloyalty-api.md §5.3; progress is our addition, DESIGN.md) --------------
+
+
+def _import_options(params: Params) -> ImportOptions:
+    def flag(name: str) -> bool:
+        return to_bool(params.get(name, "0"), field=name)
+
+    selected = params.get("fields_selected")
+    has_header = None
+    if "skip_header_line" in params:
+        has_header = flag("skip_header_line")
+    send_to = str(params.get("sendErrorsTo") or "").strip()
+    if send_to:
+        try:
+            send_to = clean_email(send_to)
+        except FieldValueError:
+            raise ParamError("sendErrorsTo is not an email address", field="sendErrorsTo") from None
+    return ImportOptions(
+        fields_selected=[str(v or "") for v in to_list(selected)] if selected is not None else None,
+        duplicate_field=str(params.get("duplicate_field") or "email"),
+        handle_existing=str(params.get("handle_existing") or HandleExisting.UPDATE),
+        delimiter=str(params.get("delimiter") or "") or None,
+        has_header=has_header,
+        date_format=str(params.get("date_format") or "") or None,
+        encoding=str(params.get("encoding") or "") or None,
+        trigger_optin=flag("trigger_optin"),
+        trigger_autoresponder=flag("trigger_autoresponder"),
+        empty_field=flag("empty_field"),
+        resubscribe=flag("resubscribe"),
+        send_errors_to=send_to,
+    )
+
+
+def import_json(job: Import) -> dict[str, Any]:
+    total = max(job.rows_total, job.rows_done, 1)
+    return {
+        "id": job.pk,
+        "status": job.status,
+        "preview": job.preview,
+        "file_name": job.file_name,
+        "rows_total": job.rows_total,
+        "rows_done": job.rows_done,
+        "progress": 100 if job.status == "done" else min(99, job.rows_done * 100 // total),
+        "created": job.created,
+        "updated": job.updated,
+        "skipped": job.skipped,
+        "resubscribed": job.resubscribed,
+        "error_count": job.error_count,
+        "errors": job.errors,
+        "failure": job.failure or None,
+        "created_at": stamp(job.created_at, job.list.timezone),
+        "finished_at": stamp(job.finished_at, job.list.timezone),
+    }
+
+
+class ImportView(ApiView):
+    @extend_schema(
+        operation_id="members_import",
+        summary="Import a CSV file into a list (queued; poll imports/{id} for progress)",
+        request={"multipart/form-data": JSON},
+        responses={202: JSON, 400: JSON, 404: JSON},
+    )
+    def post(self, request: Request, list_id: str) -> Response:
+        member_list = selectors.list_get(account=self.account(request), list_id=list_id)
+        params = self.params(request)
+        upload = params.files.get("file") or next(iter(params.files.values()), None)
+        if upload is None:
+            raise ParamError("attach the CSV file as the multipart part 'file'", field="file")
+        job = import_create(
+            member_list=member_list,
+            upload=upload,
+            options=_import_options(params),
+            preview=to_bool(params.get("preview", "0"), field="preview"),
+        )
+        return Response({"id": job.pk, "import_id": job.pk, "status": job.status}, status=202)
+
+
+class ImportDetailView(ApiView):
+    @extend_schema(
+        operation_id="members_import_status",
+        summary="Import progress and outcome",
+        responses={200: JSON, 404: JSON},
+    )
+    def get(self, request: Request, list_id: str, import_id: str) -> Response:
+        member_list = selectors.list_get(account=self.account(request), list_id=list_id)
+        return Response(
+            import_json(selectors.import_get(member_list=member_list, import_id=import_id))
+        )
+
+
+class ImportReportView(ApiView):
+    @extend_schema(
+        operation_id="members_import_report",
+        summary="The error report of an import, as CSV (row, error)",
+        responses={(200, "text/csv"): OpenApiTypes.STR, 404: JSON},
+    )
+    def get(self, request: Request, list_id: str, import_id: str) -> StreamingHttpResponse:
+        member_list = selectors.list_get(account=self.account(request), list_id=list_id)
+        job = selectors.import_get(member_list=member_list, import_id=import_id)
+        return csv_download(import_report_rows(job), f"import-{job.pk}-errors.csv")

@@ -176,3 +176,64 @@ class Member(models.Model):
 
     def __str__(self) -> str:
         return self.email or self.mobile or str(self.id)
+
+
+def empty_list() -> list[object]:
+    # Not ``default=list``: in these model bodies ``list`` is the List foreign key.
+    return []
+
+
+class ImportStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    DONE = "done", _("Done")
+    FAILED = "failed", _("Failed")
+
+
+class HandleExisting(models.TextChoices):
+    """What an import does with rows that match a member already on the list."""
+
+    UPDATE = "update", _("Add new members and update existing ones")
+    UPDATE_ONLY = "updateOnly", _("Only update existing members")
+    IGNORE = "ignore", _("Only add new members")
+
+
+class Import(models.Model):
+    """One CSV import into a list: its options, progress and outcome.
+
+    ``preview`` imports run the whole pipeline and roll it back, leaving the counts.
+    """
+
+    list = models.ForeignKey(List, on_delete=models.CASCADE, related_name="imports")
+    status = models.CharField(
+        max_length=16, choices=ImportStatus.choices, default=ImportStatus.QUEUED
+    )
+    preview = models.BooleanField(default=False)
+    file = models.CharField(max_length=500, editable=False)
+    file_name = models.CharField(max_length=255, blank=True)
+    options = models.JSONField(default=dict)
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_done = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    resubscribed = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    # The first errors, for the API and the dashboard; all of them are in the report file.
+    errors = models.JSONField(default=empty_list, blank=True)
+    report = models.CharField(max_length=500, blank=True, editable=False)
+    failure = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    # Bumped while a worker makes progress; a stale one means the worker died.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"import {self.pk} into {self.list_id}"

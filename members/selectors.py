@@ -13,7 +13,7 @@ from django.http import Http404
 
 from accounts.models import Account
 from members.fields import FieldValueError, clean_value
-from members.models import FieldFormat, List, Member
+from members.models import FieldFormat, Import, List, Member
 from members.schema import ListSchema
 from members.services import MemberError
 
@@ -110,3 +110,10 @@ def members_filter(
         raise MemberError("orderby", f"cannot order by {order_by!r}")
     key = order_by if order_by in ORDER_FIELDS else f"data__{order_by}"
     return members.order_by(f"-{key}" if descending else key, "pk")
+
+
+def import_get(*, member_list: List, import_id: int | str) -> Import:
+    try:
+        return Import.objects.select_related("list").get(list=member_list, pk=int(import_id))
+    except (Import.DoesNotExist, ValueError, TypeError):
+        raise Http404("import") from None

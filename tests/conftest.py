@@ -93,3 +93,41 @@ def personas(db: None) -> Personas:
 def live_personas(transactional_db: None) -> Personas:
     """Personas committed to the database, for other processes (browser, worker, pg_dump)."""
     return make_personas()
+
+
+@dataclass
+class SmtpSink:
+    host: str
+    port: int
+    messages: list
+
+
+@pytest.fixture
+def smtp_server(settings):
+    """A real SMTP server (aiosmtpd) on a free port; Django's mail goes to it."""
+    import email
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    class Handler:
+        def __init__(self) -> None:
+            self.messages: list = []
+
+        async def handle_DATA(self, server, session, envelope):
+            message = email.message_from_bytes(envelope.original_content or envelope.content)
+            self.messages.append((envelope.rcpt_tos, message))
+            return "250 OK"
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    handler = Handler()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    yield SmtpSink("127.0.0.1", port, handler.messages)
+    controller.stop()

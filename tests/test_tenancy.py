@@ -15,6 +15,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from accounts.services import apikey_create
 from heyloyalty.api import urls as api_urls
 from members import services
+from members.models import Import
 from tests.api.conftest import Api
 from tests.conftest import Personas
 
@@ -32,6 +33,15 @@ API_ROUTES: dict[str, Callable[[Any], str] | None] = {
     ),
     r"^loyalty/v1/lists/(?P<list_id>\d+)/members/(?P<member_id>[^/]+)/?$": lambda o: (
         f"/loyalty/v1/lists/{o.list.pk}/members/{o.member.pk}"
+    ),
+    r"^loyalty/v1/lists/(?P<list_id>\d+)/import/?$": lambda o: (
+        f"/loyalty/v1/lists/{o.list.pk}/import"
+    ),
+    r"^loyalty/v1/lists/(?P<list_id>\d+)/imports/(?P<import_id>\d+)/?$": lambda o: (
+        f"/loyalty/v1/lists/{o.list.pk}/imports/{o.job.pk}"
+    ),
+    r"^loyalty/v1/lists/(?P<list_id>\d+)/imports/(?P<import_id>\d+)/report/?$": lambda o: (
+        f"/loyalty/v1/lists/{o.list.pk}/imports/{o.job.pk}/report"
     ),
     r"^loyalty/v2/lists/members/byfield/?$": None,
     r"^loyalty/v2/lists/(?P<list_id>\d+)/?$": lambda o: f"/loyalty/v2/lists/{o.list.pk}",
@@ -59,6 +69,7 @@ class AliceObjects:
         self.member = services.member_create(
             member_list=self.list, values={"email": "alice.customer@example.dk"}
         )
+        self.job = Import.objects.create(list=self.list, file="/nonexistent.csv")
 
 
 def _names(resolver: URLResolver, prefix: str = "") -> set[str]:

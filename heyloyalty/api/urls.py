@@ -15,6 +15,15 @@ urlpatterns = [
     re_path(rf"^loyalty/v1/lists/{LIST}/?$", members_api.ListDetailView.as_view()),
     re_path(rf"^loyalty/v1/lists/{LIST}/members/?$", members_api.MembersView.as_view()),
     re_path(rf"^loyalty/v1/lists/{LIST}/members/upsert/?$", members_api.MemberUpsertView.as_view()),
+    re_path(rf"^loyalty/v1/lists/{LIST}/import/?$", members_api.ImportView.as_view()),
+    re_path(
+        rf"^loyalty/v1/lists/{LIST}/imports/(?P<import_id>\d+)/?$",
+        members_api.ImportDetailView.as_view(),
+    ),
+    re_path(
+        rf"^loyalty/v1/lists/{LIST}/imports/(?P<import_id>\d+)/report/?$",
+        members_api.ImportReportView.as_view(),
+    ),
     re_path(
         rf"^loyalty/v1/lists/{LIST}/members/(?P<member_id>[^/]+)/?$",
         members_api.MemberDetailView.as_view(),

@@ -1,0 +1,19 @@
+"""Thin tasks: ids in, one service call."""
+
+from celery import shared_task
+
+
+@shared_task(acks_late=True)
+def run_import(import_id: int) -> None:
+    """Safe to deliver twice: the job is claimed by a conditional update, and the list is
+    changed in one transaction at the end."""
+    from members.imports import import_run
+
+    import_run(import_id=import_id)
+
+
+@shared_task(acks_late=True, autoretry_for=(OSError,), retry_backoff=30, max_retries=5)
+def mail_import_report(import_id: int) -> None:
+    from members.imports import import_mail_report
+
+    import_mail_report(import_id=import_id)
