@@ -112,6 +112,9 @@ DATABASES = {
         DATABASE_URL, conn_max_age=env.get_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True
     )
 }
+# Test runs on one server can go on at once (CI, a developer, helpers): each names its own.
+if test_db := env.get("TEST_DATABASE_NAME"):
+    DATABASES["default"]["TEST"] = {"NAME": test_db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis: Celery's broker and the cache. Holds nothing that cannot be rebuilt.

@@ -165,6 +165,7 @@ def run() -> int:
 
 
 def test(args: list[str]) -> int:
+    os.environ.setdefault("TEST_DATABASE_NAME", f"test_heyloyalty_{os.getpid()}")
     with services(mail=False):
         manage("collectstatic", "--noinput", "-v", "0")  # the tests serve them, as production does
         return subprocess.call([PY, "-m", "pytest", *args], cwd=BASE_DIR)
