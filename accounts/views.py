@@ -9,10 +9,15 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
+from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
 
+from accounts import services
+from accounts.access import customer_view
 from accounts.forms import OwnPasswordChangeForm, SignInForm
-from accounts.models import User
+from accounts.models import Account, ApiKey, ApiScope, User
+from members.forms import ApiKeyForm
 from members.selectors import lists_for_account
 
 
@@ -69,3 +74,42 @@ def home(request: HttpRequest) -> HttpResponse:
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """A forged or stale CSRF token: say what to do, never a bare 403."""
     return render(request, "csrf_failure.html", status=403)
+
+
+@customer_view(owner_only=True)
+def api_keys(request: HttpRequest, account: Account) -> HttpResponse:
+    """The account's API keys. A new key's secret is shown once, on this response only."""
+    form = ApiKeyForm(request.POST or None)
+    new_secret = new_key = None
+    if request.method == "POST" and form.is_valid():
+        new_key, new_secret = services.apikey_create(
+            account=account,
+            name=form.cleaned_data["name"],
+            scope=ApiScope.READ if form.cleaned_data["read_only"] else ApiScope.READ_WRITE,
+            created_by=cast(User, request.user),
+        )
+        form = ApiKeyForm()
+    response = render(
+        request,
+        "accounts/api_keys.html",
+        {
+            "keys": ApiKey.objects.filter(account=account).select_related("created_by"),
+            "form": form,
+            "new_key": new_key,
+            "new_secret": new_secret,
+        },
+    )
+    if new_secret:
+        add_never_cache_headers(response)
+    return response
+
+
+@customer_view(owner_only=True)
+@require_POST
+def api_key_revoke(request: HttpRequest, account: Account, key_id: int) -> HttpResponse:
+    api_key = ApiKey.objects.filter(account=account, pk=key_id).first()
+    if api_key is None:
+        raise Http404
+    services.apikey_revoke(api_key=api_key)
+    messages.success(request, _("The key %(name)s was revoked.") % {"name": api_key.name})
+    return redirect("accounts:api_keys")

@@ -23,5 +23,6 @@ urlpatterns = [
     path("", include("heyloyalty.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("", include("members.urls")),
     path("", include("accounts.urls")),
 ]

@@ -60,6 +60,21 @@ DASHBOARD_ROUTES = {
     "api-schema": "public",
     "api-docs": "public",
     "admin-password-change": "public",
+    "accounts:api_keys": "scoped",
+    "accounts:api_key_revoke": "object",
+    "members:lists": "scoped",
+    "members:list_create": "scoped",
+    "members:list_detail": "object",
+    "members:list_fields": "object",
+    "members:list_export": "object",
+    "members:import_start": "object",
+    "members:import_detail": "object",
+    "members:import_status": "object",
+    "members:import_commit": "object",
+    "members:import_report": "object",
+    "members:member_detail": "object",
+    "members:member_remove": "object",
+    "members:member_export": "object",
 }
 
 
@@ -135,3 +150,31 @@ def test_carols_dashboard_shows_nothing_of_alice(client, personas: Personas, nam
     assert page.status_code == 200
     assert "Alice secret list" not in page.text
     assert "Account A Bakery" not in page.text
+
+
+def _object_kwargs(name: str, alice: AliceObjects, key_id: int) -> dict[str, Any]:
+    if name == "accounts:api_key_revoke":
+        return {"key_id": key_id}
+    kwargs: dict[str, Any] = {"list_id": alice.list.pk}
+    if name.startswith("members:import_") and name != "members:import_start":
+        kwargs["import_id"] = alice.job.pk
+    if name.startswith("members:member_"):
+        kwargs["member_id"] = alice.member.pk
+    return kwargs
+
+
+def test_carol_gets_404_from_every_dashboard_page_of_alices_objects(client, personas: Personas):
+    from django.urls import reverse
+
+    alice = AliceObjects(personas)
+    alice_key, _ = apikey_create(account=personas.account_a, name="alice")
+    client.force_login(personas.carol)
+    for name, kind in DASHBOARD_ROUTES.items():
+        if kind != "object":
+            continue
+        url = reverse(name, kwargs=_object_kwargs(name, alice, alice_key.pk))
+        assert client.get(url).status_code in (404, 405), url
+        assert client.post(url).status_code == 404, url
+    alice.member.refresh_from_db()
+    alice_key.refresh_from_db()
+    assert alice_key.revoked_at is None

@@ -1,0 +1,324 @@
+"""The dashboard's lists, members, imports and exports. Thin: selectors read, services
+write, every object is found through the signed-in user's account (others' ids 404)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from accounts.access import customer_view
+from accounts.models import Account, User
+from members import selectors, services
+from members.api import import_json
+from members.exports import csv_download
+from members.fields import FIXED_NAMES, FieldSpec
+from members.forms import CustomFieldForm, ImportForm, ListForm, MemberSearchForm
+from members.imports import ImportOptions, import_create, import_report_rows
+from members.models import Duplicates, Import, List, Member
+from members.schema import ListSchema
+from members.serializers import member_json
+from members.services import MemberError
+
+PAGE_SIZE = 50
+
+
+@customer_view()
+def lists(request: HttpRequest, account: Account) -> HttpResponse:
+    return render(
+        request, "members/lists.html", {"lists": selectors.lists_for_account(account=account)}
+    )
+
+
+@customer_view()
+def list_create(request: HttpRequest, account: Account) -> HttpResponse:
+    form = ListForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            member_list = services.list_create(
+                account=account,
+                name=form.cleaned_data["name"],
+                duplicates=Duplicates(form.cleaned_data["duplicates"]),
+                double_optin=form.cleaned_data["double_optin"],
+            )
+        except MemberError as error:
+            form.add_error(None, error.message)
+        else:
+            messages.success(
+                request, _("The list %(name)s was created.") % {"name": member_list.name}
+            )
+            return redirect("members:list_detail", list_id=member_list.pk)
+    return render(request, "members/list_form.html", {"form": form})
+
+
+def _search(member_list: List, form: MemberSearchForm) -> QuerySet[Member]:
+    members = Member.objects.filter(list=member_list, obscured_at__isnull=True)
+    if form.is_valid():
+        if q := form.cleaned_data["q"].strip():
+            members = members.filter(
+                Q(email__icontains=q)
+                | Q(mobile__icontains=q)
+                | Q(data__firstname__icontains=q)
+                | Q(data__lastname__icontains=q)
+            )
+        if status := form.cleaned_data["status"]:
+            members = members.filter(status=status)
+    return members.order_by("-created_at", "pk")
+
+
+@customer_view()
+def list_detail(request: HttpRequest, account: Account, list_id: int) -> HttpResponse:
+    member_list = selectors.list_get(account=account, list_id=list_id)
+    form = MemberSearchForm(request.GET or None)
+    page = Paginator(_search(member_list, form), PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "members/list_detail.html",
+        {
+            "list": member_list,
+            "form": form,
+            "page": page,
+            "query": query.urlencode(),
+            "total": member_list.members.filter(obscured_at__isnull=True).count(),
+            "imports": member_list.imports.filter(preview=False)[:5],
+        },
+    )
+
+
+@customer_view()
+def list_fields(request: HttpRequest, account: Account, list_id: int) -> HttpResponse:
+    member_list = selectors.list_get(account=account, list_id=list_id)
+    form = CustomFieldForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        from django.utils.text import slugify
+
+        spec = FieldSpec(
+            name=slugify(data["label"]).replace("-", "_")[:64],
+            format=data["format"],
+            label=data["label"],
+            required=data["required"],
+            options=data["options"],
+        )
+        if spec.name in FIXED_NAMES or member_list.fields.filter(name=spec.name).exists():
+            form.add_error("label", _("The list already has a field with this name."))
+        elif not spec.name:
+            form.add_error("label", _("Use letters or digits in the label."))
+        else:
+            try:
+                services.list_set_fields(member_list=member_list, fields=[spec], replace=False)
+            except MemberError as error:
+                form.add_error(None, error.message)
+            else:
+                messages.success(
+                    request, _("The field %(label)s was added.") % {"label": spec.label}
+                )
+                return redirect("members:list_fields", list_id=member_list.pk)
+    schema = ListSchema.load(member_list)
+    return render(
+        request,
+        "members/list_fields.html",
+        {
+            "list": member_list,
+            "schema": schema,
+            "form": form,
+            "fields": [(f, schema.options.get(n, {})) for n, f in schema.fields.items()],
+        },
+    )
+
+
+@customer_view()
+def member_detail(
+    request: HttpRequest, account: Account, list_id: int, member_id: str
+) -> HttpResponse:
+    member_list = selectors.list_get(account=account, list_id=list_id)
+    member = selectors.member_get(member_list=member_list, member_id=member_id)
+    schema = ListSchema.load(member_list)
+    shown = member_json(member, schema)
+    values = [
+        (field.label, _display(shown.get(name)))
+        for name, field in schema.fields.items()
+        if name != "password"
+    ]
+    history = [
+        (
+            member.created_at,
+            _("Added (%(source)s)") % {"source": member.consent_source or _("unknown source")},
+        )
+    ]
+    if member.consent_at and member.consent_ip:
+        history.append(
+            (member.consent_at, _("Consent given from %(ip)s") % {"ip": member.consent_ip})
+        )
+    if member.updated_at and member.updated_at != member.created_at:
+        history.append((member.updated_at, _("Last changed")))
+    return render(
+        request,
+        "members/member_detail.html",
+        {
+            "list": member_list,
+            "member": member,
+            "values": values,
+            "history": sorted(history, key=lambda item: item[0], reverse=True),
+        },
+    )
+
+
+def _display(value: Any) -> str:
+    if value in (None, "", [], "0000-00-00"):
+        return "—"
+    if isinstance(value, dict):
+        return str(value.get("label") or value.get("id"))
+    if isinstance(value, list):
+        return ", ".join(str(v.get("label") or v.get("id")) for v in value)
+    return str(value)
+
+
+@customer_view()
+@require_POST
+def member_remove(
+    request: HttpRequest, account: Account, list_id: int, member_id: str
+) -> HttpResponse:
+    member_list = selectors.list_get(account=account, list_id=list_id)
+    member = selectors.member_get(member_list=member_list, member_id=member_id)
+    if request.POST.get("obscure"):
+        services.member_obscure(member=member)
+        messages.success(request, _("The member's personal data was erased."))
+    else:
+        services.member_delete(member=member)
+        messages.success(request, _("The member was deleted."))
+    return redirect("members:list_detail", list_id=member_list.pk)
+
+
+@customer_view()
+def member_export(
+    request: HttpRequest, account: Account, list_id: int, member_id: str
+) -> HttpResponse:
+    """Everything held on one member (GDPR access request), as JSON."""
+    member_list = selectors.list_get(account=account, list_id=list_id)
+    member = selectors.member_get(member_list=member_list, member_id=member_id)
+    body = {
+        "list": {"id": member_list.pk, "name": member_list.name},
+        "member": member_json(member, ListSchema.load(member_list)),
+        "consent": {
+            "source": member.consent_source,
+            "ip": member.consent_ip,
+            "time": member.consent_at.isoformat() if member.consent_at else None,
+            "wording": member.consent_text,
+        },
+    }
+    response = HttpResponse(
+        json.dumps(body, indent=2, ensure_ascii=False),
+        content_type="application/json; charset=utf-8",
+    )
+    response["Content-Disposition"] = f'attachment; filename="member-{member.pk}.json"'
+    return response
+
+
+@customer_view()
+def list_export(request: HttpRequest, account: Account, list_id: int) -> StreamingHttpResponse:
+    member_list = selectors.list_get(account=account, list_id=list_id)
+    schema = ListSchema.load(member_list)
+    names = [n for n in schema.fields if n != "password"]
+
+    def rows() -> Any:
+        yield ["id", "status", *names, "created_at"]
+        members = Member.objects.filter(list=member_list, obscured_at__isnull=True).order_by("pk")
+        for member in members.iterator(chunk_size=2000):
+            shown = member_json(member, schema)
+            yield [
+                member.pk,
+                member.status,
+                *(_display(shown.get(n)).replace("—", "") for n in names),
+                shown["created_at"],
+            ]
+
+    return csv_download(rows(), f"{member_list.name}.csv")
+
+
+@customer_view()
+def import_start(request: HttpRequest, account: Account, list_id: int) -> HttpResponse:
+    member_list = selectors.list_get(account=account, list_id=list_id)
+    form = ImportForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        options = ImportOptions(
+            handle_existing=data["handle_existing"],
+            resubscribe=data["resubscribe"],
+            send_errors_to=data["send_errors_to"] or "",
+        )
+        try:
+            job = import_create(
+                member_list=member_list,
+                upload=data["file"],
+                options=options,
+                created_by=request.user if isinstance(request.user, User) else None,
+                preview=True,
+            )
+        except MemberError as error:
+            form.add_error("file", error.message)
+        else:
+            return redirect("members:import_detail", list_id=member_list.pk, import_id=job.pk)
+    return render(request, "members/import_start.html", {"list": member_list, "form": form})
+
+
+def _import(account: Account, list_id: int, import_id: int) -> Import:
+    member_list = selectors.list_get(account=account, list_id=list_id)
+    return selectors.import_get(member_list=member_list, import_id=import_id)
+
+
+@customer_view()
+def import_detail(
+    request: HttpRequest, account: Account, list_id: int, import_id: int
+) -> HttpResponse:
+    job = _import(account, list_id, import_id)
+    return render(
+        request,
+        "members/import_detail.html",
+        {"list": job.list, "job": job, "status": import_json(job)},
+    )
+
+
+@customer_view()
+def import_status(
+    request: HttpRequest, account: Account, list_id: int, import_id: int
+) -> JsonResponse:
+    return JsonResponse(import_json(_import(account, list_id, import_id)))
+
+
+@customer_view()
+@require_POST
+def import_commit(
+    request: HttpRequest, account: Account, list_id: int, import_id: int
+) -> HttpResponse:
+    """Run for real the import a preview was made of, from the same file."""
+    preview = _import(account, list_id, import_id)
+    if not preview.preview or preview.status != "done":
+        return redirect("members:import_detail", list_id=list_id, import_id=import_id)
+    with open(preview.file, "rb") as handle:
+        job = import_create(
+            member_list=preview.list,
+            upload=handle,
+            options=ImportOptions(**preview.options),
+            created_by=request.user if isinstance(request.user, User) else None,
+        )
+    job.file_name = preview.file_name
+    job.save(update_fields=["file_name"])
+    return redirect("members:import_detail", list_id=list_id, import_id=job.pk)
+
+
+@customer_view()
+def import_report(
+    request: HttpRequest, account: Account, list_id: int, import_id: int
+) -> StreamingHttpResponse:
+    job = _import(account, list_id, import_id)
+    return csv_download(import_report_rows(job), f"import-{job.pk}-errors.csv")
