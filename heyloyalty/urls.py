@@ -5,6 +5,7 @@ from django.views.i18n import JavaScriptCatalog
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from heyloyalty.views import healthz
+from members import views as members_views
 
 admin.site.site_header = "Heyloyalty admin"
 admin.site.site_title = "Heyloyalty admin"
@@ -23,6 +24,7 @@ urlpatterns = [
     path("", include("heyloyalty.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("optin/<str:token>/", members_views.optin_confirm, name="optin_confirm"),
     path("", include("members.urls")),
     path("", include("accounts.urls")),
 ]

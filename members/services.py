@@ -39,6 +39,7 @@ from members.models import (
     Member,
     MemberStatus,
 )
+from members.optin import optin_queue
 from members.schema import ListSchema
 
 
@@ -326,7 +327,9 @@ def member_create(
     member.consent_ip = consent.ip
     member.consent_text = consent.text
     member.consent_at = timezone.now()
-    return _save(member)
+    _save(member)
+    optin_queue(member)
+    return member
 
 
 def member_update(

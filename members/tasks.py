@@ -17,3 +17,10 @@ def mail_import_report(import_id: int) -> None:
     from members.imports import import_mail_report
 
     import_mail_report(import_id=import_id)
+
+
+@shared_task(acks_late=True, autoretry_for=(OSError,), retry_backoff=30, max_retries=5)
+def send_optin(member_id: str) -> None:
+    from members.optin import optin_send
+
+    optin_send(member_id=member_id)

@@ -322,3 +322,13 @@ def import_report(
 ) -> StreamingHttpResponse:
     job = _import(account, list_id, import_id)
     return csv_download(import_report_rows(job), f"import-{job.pk}-errors.csv")
+
+
+def optin_confirm(request: HttpRequest, token: str) -> HttpResponse:
+    """The public page a confirmation link opens. No sign-in: the token is the proof."""
+    from members.optin import optin_confirm as confirm
+
+    member = confirm(token=token)
+    return render(
+        request, "members/optin_done.html", {"member": member}, status=200 if member else 404
+    )

@@ -60,6 +60,7 @@ DASHBOARD_ROUTES = {
     "api-schema": "public",
     "api-docs": "public",
     "admin-password-change": "public",
+    "optin_confirm": "public",
     "accounts:api_keys": "scoped",
     "accounts:api_key_revoke": "object",
     "members:lists": "scoped",
