@@ -237,3 +237,64 @@ class Import(models.Model):
 
     def __str__(self) -> str:
         return f"import {self.pk} into {self.list_id}"
+
+
+class Segment(models.Model):
+    """Saved conditions over a list's fields and member statuses; its members are computed
+    when asked (never stored), so the count is always live.
+
+    ``rules`` is one group: ``{"logic": "and"|"or", "rules": [rule, …]}``, where each rule
+    is a condition ``{"field", "op", "values"}`` or another group (members.selectors).
+    """
+
+    list = models.ForeignKey(List, on_delete=models.CASCADE, related_name="segments")
+    name = models.CharField(_("name"), max_length=200)
+    rules = models.JSONField(_("rules"), default=dict)
+    created_at = models.DateTimeField(_("created"), default=now)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("segment")
+        verbose_name_plural = _("segments")
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class WebhookEvent(models.TextChoices):
+    """The trigger names of heyloyalty-api.md §5.6 and §8, spelt as the clients send them."""
+
+    SUBSCRIBE = "subscribe", _("Subscribe")
+    UPDATE = "update", _("Update")
+    UNSUBSCRIBE = "unsubscribe", _("Unsubscribe")
+    SPAM_COMPLAINT = "spamComplaint", _("Spam complaint")
+    CLICK = "click", _("Click")
+    OPEN = "open", _("Open")
+    HARDBOUNCE = "hardbounce", _("Hard bounce")
+    SENT = "sent", _("Sent")
+
+
+class Webhook(models.Model):
+    """A subscription to a list's events: where to POST them and which ones.
+
+    Stored only for now; delivery (with the HMAC header made from the secret) comes later.
+    The secret is shown once, on create, and kept encrypted with the key ring.
+    """
+
+    list = models.ForeignKey(List, on_delete=models.CASCADE, related_name="webhooks")
+    url = models.URLField(_("URL"), max_length=2000)
+    contact_email = models.EmailField(_("contact email"), blank=True)
+    events = models.JSONField(_("events"), default=empty_list, blank=True)
+    active = models.BooleanField(_("active"), default=True)
+    secret_encrypted = models.TextField(editable=False)
+    created_at = models.DateTimeField(_("created"), default=now)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("webhook")
+        verbose_name_plural = _("webhooks")
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return self.url

@@ -16,6 +16,9 @@ from accounts.services import apikey_create
 from heyloyalty.api import urls as api_urls
 from members import services
 from members.models import Import
+from members.segments import segment_create
+from members.selectors import Group
+from members.webhooks import webhook_create
 from tests.api.conftest import Api
 from tests.conftest import Personas
 
@@ -42,6 +45,18 @@ API_ROUTES: dict[str, Callable[[Any], str] | None] = {
     ),
     r"^loyalty/v1/lists/(?P<list_id>\d+)/imports/(?P<import_id>\d+)/report/?$": lambda o: (
         f"/loyalty/v1/lists/{o.list.pk}/imports/{o.job.pk}/report"
+    ),
+    r"^loyalty/v1/lists/(?P<list_id>\d+)/segments/?$": lambda o: (
+        f"/loyalty/v1/lists/{o.list.pk}/segments"
+    ),
+    r"^loyalty/v1/lists/(?P<list_id>\d+)/segments/(?P<segment_id>\d+)/?$": lambda o: (
+        f"/loyalty/v1/lists/{o.list.pk}/segments/{o.segment.pk}"
+    ),
+    r"^loyalty/v1/lists/(?P<list_id>\d+)/webhooks/?$": lambda o: (
+        f"/loyalty/v1/lists/{o.list.pk}/webhooks"
+    ),
+    r"^loyalty/v1/lists/(?P<list_id>\d+)/webhooks/(?P<webhook_id>\d+)/?$": lambda o: (
+        f"/loyalty/v1/lists/{o.list.pk}/webhooks/{o.webhook.pk}"
     ),
     r"^loyalty/v2/lists/members/byfield/?$": None,
     r"^loyalty/v2/lists/(?P<list_id>\d+)/?$": lambda o: f"/loyalty/v2/lists/{o.list.pk}",
@@ -86,6 +101,14 @@ class AliceObjects:
             member_list=self.list, values={"email": "alice.customer@example.dk"}
         )
         self.job = Import.objects.create(list=self.list, file="/nonexistent.csv")
+        self.segment = segment_create(
+            member_list=self.list,
+            name="Alice secret segment",
+            rules=Group.from_flat({"email": {"ct": ["example"]}}, "and"),
+        )
+        self.webhook, _ = webhook_create(
+            member_list=self.list, url="https://alice.example.com/hook", events=["subscribe"]
+        )
 
 
 def _names(resolver: URLResolver, prefix: str = "") -> set[str]:
@@ -139,6 +162,10 @@ def test_carol_gets_404_from_every_api_operation_on_alices_objects(personas: Per
     alice.member.refresh_from_db()
     alice.list.refresh_from_db()
     assert alice.list.name == "Alice secret list"
+    alice.segment.refresh_from_db()
+    assert alice.segment.name == "Alice secret segment"
+    alice.webhook.refresh_from_db()
+    assert alice.webhook.url == "https://alice.example.com/hook"
 
 
 @pytest.mark.parametrize("name", [n for n, kind in DASHBOARD_ROUTES.items() if kind == "scoped"])

@@ -5,6 +5,7 @@ from django.urls import re_path
 
 from heyloyalty.api.errors import not_found
 from members import api as members_api
+from members import api_segments, api_webhooks
 
 LIST = r"(?P<list_id>\d+)"
 
@@ -23,6 +24,17 @@ urlpatterns = [
     re_path(
         rf"^loyalty/v1/lists/{LIST}/imports/(?P<import_id>\d+)/report/?$",
         members_api.ImportReportView.as_view(),
+    ),
+    re_path(rf"^loyalty/v1/lists/{LIST}/segments/?$", api_segments.SegmentsView.as_view()),
+    re_path(
+        rf"^loyalty/v1/lists/{LIST}/segments/(?P<segment_id>\d+)/?$",
+        api_segments.SegmentDetailView.as_view(),
+    ),
+    # [php] 1.5.2 sends PUT lists/{id}/webhooks/ without the id: that answers JSON 405.
+    re_path(rf"^loyalty/v1/lists/{LIST}/webhooks/?$", api_webhooks.WebhooksView.as_view()),
+    re_path(
+        rf"^loyalty/v1/lists/{LIST}/webhooks/(?P<webhook_id>\d+)/?$",
+        api_webhooks.WebhookDetailView.as_view(),
     ),
     re_path(
         rf"^loyalty/v1/lists/{LIST}/members/(?P<member_id>[^/]+)/?$",
