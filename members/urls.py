@@ -40,4 +40,15 @@ urlpatterns = [
         views.member_export,
         name="member_export",
     ),
+    path("lists/<int:list_id>/segments/", views.segments, name="segments"),
+    path("lists/<int:list_id>/segments/new/", views.segment_edit, name="segment_new"),
+    path("lists/<int:list_id>/segments/count/", views.segment_count, name="segment_count"),
+    path(
+        "lists/<int:list_id>/segments/<int:segment_id>/", views.segment_edit, name="segment_edit"
+    ),
+    path(
+        "lists/<int:list_id>/segments/<int:segment_id>/delete/",
+        views.segment_delete,
+        name="segment_delete",
+    ),
 ]

@@ -332,3 +332,166 @@ def optin_confirm(request: HttpRequest, token: str) -> HttpResponse:
     return render(
         request, "members/optin_done.html", {"member": member}, status=200 if member else 404
     )
+
+
+# -- segments ---------------------------------------------------------------------------
+
+OPERATORS = {
+    "text": ["eq", "neq", "ct", "nct", "sw", "ew", "ie", "nie"],
+    "number": ["eq", "neq", "gt", "gte", "lt", "lte", "ie", "nie"],
+    "date": ["eq", "gt", "gte", "lt", "lte", "ie", "nie"],
+    "boolean": ["eq"],
+    "choice": ["in", "nin", "ie", "nie"],
+    "shop": ["in", "nin", "ie", "nie"],
+    "multi": ["in", "nin", "ina", "ie", "nie"],
+    "status": ["in", "nin"],
+}
+
+
+def _builder_config(schema: ListSchema) -> dict[str, Any]:
+    """What the segment builder needs to draw its menus (fields, operators, options)."""
+    from members.models import MemberStatus
+
+    fields = [
+        {
+            "name": name,
+            "label": str(field.label),
+            "format": field.format,
+            "options": [
+                {"value": str(v), "label": label}
+                for v, label in schema.options.get(name, {}).items()
+            ],
+        }
+        for name, field in schema.fields.items()
+        if field.format != "password"
+    ]
+    fields.append(
+        {
+            "name": "status.status",
+            "label": str(_("Status")),
+            "format": "status",
+            "options": [{"value": s.value, "label": str(s.label)} for s in MemberStatus],
+        }
+    )
+    labels = {
+        "eq": _("is"),
+        "neq": _("is not"),
+        "ct": _("contains"),
+        "nct": _("does not contain"),
+        "sw": _("starts with"),
+        "ew": _("ends with"),
+        "gt": _("is greater than"),
+        "gte": _("is at least"),
+        "lt": _("is less than"),
+        "lte": _("is at most"),
+        "in": _("is one of"),
+        "nin": _("is none of"),
+        "ina": _("has all of"),
+        "ie": _("is empty"),
+        "nie": _("is not empty"),
+    }
+    return {
+        "fields": fields,
+        "operators": OPERATORS,
+        "labels": {k: str(v) for k, v in labels.items()},
+        "text": {
+            "and": str(_("all of these")),
+            "or": str(_("any of these")),
+            "add_condition": str(_("Add condition")),
+            "add_group": str(_("Add group")),
+            "remove": str(_("Remove")),
+            "match": str(_("Members who match")),
+            "value": str(_("Value")),
+            "field": str(_("Field")),
+            "operator": str(_("Condition")),
+        },
+    }
+
+
+@customer_view()
+def segments(request: HttpRequest, account: Account, list_id: int) -> HttpResponse:
+    member_list = selectors.list_get(account=account, list_id=list_id)
+    found = list(selectors.segments_for_list(member_list=member_list))
+    counts = selectors.segment_counts(member_list=member_list, segments=found)
+    schema = ListSchema.load(member_list)
+    rows = [
+        (s, counts.get(s.pk, 0), selectors.segment_problem(segment=s, schema=schema)) for s in found
+    ]
+    return render(request, "members/segments.html", {"list": member_list, "rows": rows})
+
+
+@customer_view()
+def segment_edit(
+    request: HttpRequest, account: Account, list_id: int, segment_id: int | None = None
+) -> HttpResponse:
+    from members import segments as segment_services
+
+    member_list = selectors.list_get(account=account, list_id=list_id)
+    segment = (
+        selectors.segment_get(member_list=member_list, segment_id=segment_id)
+        if segment_id
+        else None
+    )
+    name = request.POST.get("name", segment.name if segment else "")
+    rules = request.POST.get("rules") or json.dumps(
+        segment.rules if segment else {"logic": "and", "rules": []}
+    )
+    error = None
+    if request.method == "POST":
+        try:
+            tree = selectors.rules_from_json(json.loads(rules))
+            if segment:
+                segment_services.segment_update(segment=segment, name=name, rules=tree)
+            else:
+                segment = segment_services.segment_create(
+                    member_list=member_list, name=name, rules=tree
+                )
+        except (MemberError, ValueError) as problem:
+            error = getattr(problem, "message", None) or str(problem)
+        else:
+            messages.success(request, _("The segment %(name)s was saved.") % {"name": segment.name})
+            return redirect("members:segments", list_id=member_list.pk)
+    return render(
+        request,
+        "members/segment_edit.html",
+        {
+            "list": member_list,
+            "segment": segment,
+            "name": name,
+            "rules": rules,
+            "error": error,
+            "config": _builder_config(ListSchema.load(member_list)),
+        },
+    )
+
+
+@customer_view()
+@require_POST
+def segment_count(request: HttpRequest, account: Account, list_id: int) -> JsonResponse:
+    """The live count of the builder: how many members the rules select right now."""
+    member_list = selectors.list_get(account=account, list_id=list_id)
+    try:
+        tree = selectors.rules_from_json(json.loads(request.body or b"{}"))
+        schema = ListSchema.load(member_list)
+        members = Member.objects.filter(list=member_list, obscured_at__isnull=True)
+        if tree.rules:
+            members = members.filter(selectors.rules_q(schema, tree, param="rules"))
+        return JsonResponse({"count": members.count()})
+    except (MemberError, ValueError) as problem:
+        return JsonResponse(
+            {"error": getattr(problem, "message", None) or str(problem)}, status=400
+        )
+
+
+@customer_view()
+@require_POST
+def segment_delete(
+    request: HttpRequest, account: Account, list_id: int, segment_id: int
+) -> HttpResponse:
+    from members import segments as segment_services
+
+    member_list = selectors.list_get(account=account, list_id=list_id)
+    segment = selectors.segment_get(member_list=member_list, segment_id=segment_id)
+    segment_services.segment_delete(segment=segment)
+    messages.success(request, _("The segment %(name)s was deleted.") % {"name": segment.name})
+    return redirect("members:segments", list_id=member_list.pk)

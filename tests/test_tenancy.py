@@ -91,6 +91,11 @@ DASHBOARD_ROUTES = {
     "members:member_detail": "object",
     "members:member_remove": "object",
     "members:member_export": "object",
+    "members:segments": "object",
+    "members:segment_new": "object",
+    "members:segment_count": "object",
+    "members:segment_edit": "object",
+    "members:segment_delete": "object",
 }
 
 
@@ -188,6 +193,8 @@ def _object_kwargs(name: str, alice: AliceObjects, key_id: int) -> dict[str, Any
         kwargs["import_id"] = alice.job.pk
     if name.startswith("members:member_"):
         kwargs["member_id"] = alice.member.pk
+    if name in ("members:segment_edit", "members:segment_delete"):
+        kwargs["segment_id"] = alice.segment.pk
     return kwargs
 
 

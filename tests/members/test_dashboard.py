@@ -182,3 +182,44 @@ def test_an_owner_creates_an_api_key_and_sees_the_secret_once(alice: Client, per
 def test_a_plain_user_cannot_manage_api_keys(client: Client, personas):
     client.force_login(personas.bob)
     assert client.get(reverse("accounts:api_keys")).status_code == 403
+
+
+def test_a_segment_is_built_counted_and_saved(alice: Client, shop):
+    rules = {
+        "logic": "or",
+        "rules": [
+            {"field": "city", "op": "eq", "values": ["Vejle"]},
+            {"logic": "and", "rules": [{"field": "firstname", "op": "sw", "values": ["sø"]}]},
+        ],
+    }
+    count = alice.post(
+        reverse("members:segment_count", args=[shop.pk]),
+        json.dumps(rules),
+        content_type="application/json",
+    )
+    assert count.json() == {"count": 2}
+    bad = alice.post(
+        reverse("members:segment_count", args=[shop.pk]),
+        json.dumps({"logic": "and", "rules": [{"field": "nope", "op": "eq", "values": ["x"]}]}),
+        content_type="application/json",
+    )
+    assert bad.status_code == 400 and "nope" in bad.json()["error"]
+    saved = alice.post(
+        reverse("members:segment_new", args=[shop.pk]),
+        {"name": "Vejle or Sø", "rules": json.dumps(rules)},
+    )
+    assert saved["Location"] == reverse("members:segments", args=[shop.pk])
+    listing = alice.get(reverse("members:segments", args=[shop.pk]))
+    assert "Vejle or Sø" in listing.text
+
+
+def test_an_invalid_segment_is_a_form_error_and_nothing_is_saved(alice: Client, shop):
+    from members.models import Segment
+
+    page = alice.post(
+        reverse("members:segment_new", args=[shop.pk]),
+        {"name": "", "rules": '{"logic": "and", "rules": []}'},
+    )
+    assert page.status_code == 200
+    assert 'role="alert"' in page.text
+    assert not Segment.objects.exists()
