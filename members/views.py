@@ -471,11 +471,13 @@ def segment_count(request: HttpRequest, account: Account, list_id: int) -> JsonR
     """The live count of the builder: how many members the rules select right now."""
     member_list = selectors.list_get(account=account, list_id=list_id)
     try:
-        tree = selectors.rules_from_json(json.loads(request.body or b"{}"))
-        schema = ListSchema.load(member_list)
+        data = json.loads(request.body or b"{}")
         members = Member.objects.filter(list=member_list, obscured_at__isnull=True)
-        if tree.rules:
-            members = members.filter(selectors.rules_q(schema, tree, param="rules"))
+        if isinstance(data, dict) and data.get("rules"):  # no condition yet: the whole list
+            tree = selectors.rules_from_json(data)
+            members = members.filter(
+                selectors.rules_q(ListSchema.load(member_list), tree, param="rules")
+            )
         return JsonResponse({"count": members.count()})
     except (MemberError, ValueError) as problem:
         return JsonResponse(
