@@ -43,12 +43,15 @@ urlpatterns = [
     path("lists/<int:list_id>/segments/", views.segments, name="segments"),
     path("lists/<int:list_id>/segments/new/", views.segment_edit, name="segment_new"),
     path("lists/<int:list_id>/segments/count/", views.segment_count, name="segment_count"),
-    path(
-        "lists/<int:list_id>/segments/<int:segment_id>/", views.segment_edit, name="segment_edit"
-    ),
+    path("lists/<int:list_id>/segments/<int:segment_id>/", views.segment_edit, name="segment_edit"),
     path(
         "lists/<int:list_id>/segments/<int:segment_id>/delete/",
         views.segment_delete,
         name="segment_delete",
+    ),
+    path(
+        "lists/<int:list_id>/segments/<int:segment_id>/export/",
+        views.segment_export,
+        name="segment_export",
     ),
 ]

@@ -96,6 +96,7 @@ DASHBOARD_ROUTES = {
     "members:segment_count": "object",
     "members:segment_edit": "object",
     "members:segment_delete": "object",
+    "members:segment_export": "object",
 }
 
 
@@ -193,7 +194,7 @@ def _object_kwargs(name: str, alice: AliceObjects, key_id: int) -> dict[str, Any
         kwargs["import_id"] = alice.job.pk
     if name.startswith("members:member_"):
         kwargs["member_id"] = alice.member.pk
-    if name in ("members:segment_edit", "members:segment_delete"):
+    if name in ("members:segment_edit", "members:segment_delete", "members:segment_export"):
         kwargs["segment_id"] = alice.segment.pk
     return kwargs
 

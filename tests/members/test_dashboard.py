@@ -223,3 +223,20 @@ def test_an_invalid_segment_is_a_form_error_and_nothing_is_saved(alice: Client, 
     assert page.status_code == 200
     assert 'role="alert"' in page.text
     assert not Segment.objects.exists()
+
+
+def test_a_segment_exports_only_its_members(alice: Client, shop):
+    from members.segments import segment_create
+    from members.selectors import rules_from_json
+
+    segment = segment_create(
+        member_list=shop,
+        name="Vejle",
+        rules=rules_from_json(
+            {"logic": "and", "rules": [{"field": "city", "op": "eq", "values": ["Vejle"]}]}
+        ),
+    )
+    response = alice.get(reverse("members:segment_export", args=[shop.pk, segment.pk]))
+    text = b"".join(getattr(response, "streaming_content")).decode("utf-8")  # noqa: B009
+    assert "m1@example.dk" in text
+    assert "m0@example.dk" not in text and "m2@example.dk" not in text
