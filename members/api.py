@@ -223,6 +223,7 @@ class MembersView(ApiView):
             values=_member_values(params),
             consent=_consent(request, params),
             skip_optin=_skip_optin(params),
+            schema=ListSchema.kept(member_list),  # the busiest write: no field query
         )
         return Response({"id": str(member.pk)}, status=201)
 

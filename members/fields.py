@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from django.contrib.auth.hashers import make_password
@@ -76,7 +78,16 @@ FIXED_NAMES = {f.name for f in FIXED_FIELDS}
 COLUMN_FIELDS = ("email", "mobile")
 
 TEXT_MAX = 255
+EMAIL_MAX = 320  # what Django's EmailValidator accepts (RFC 3696 section 3)
 _MOBILE = re.compile(r"^\+?[0-9]{4,20}$")
+# The shape nearly every address has, in lower case ASCII. It is a strict subset of what
+# Django's validate_email accepts (a dot-atom local part; labels of 1-63 letters, digits and
+# inner hyphens; a TLD of letters), so a match needs no further check. Quoted local parts,
+# IDN domains, address literals and "localhost" go to the validator as before.
+_PLAIN_EMAIL = re.compile(
+    r"[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*"
+    r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
+)
 _TRUE = {"1", "true", "on", "yes"}
 _FALSE = {"0", "false", "off", "no", ""}
 
@@ -103,6 +114,8 @@ def clean_email(value: Any) -> str:
     email = str(_one(value) or "").strip().lower()
     if not email:
         return ""
+    if len(email) <= EMAIL_MAX and _PLAIN_EMAIL.fullmatch(email):
+        return email  # imports check millions; the validator takes six times as long
     try:
         validate_email(email)
     except ValidationError:
@@ -190,3 +203,35 @@ def clean_value(field: Field, value: Any, options: set[int]) -> Any:
     if field.format == FieldFormat.PASSWORD:
         return make_password(str(value))
     raise FieldValueError(name, f"unknown format {field.format}")
+
+
+def _text(name: str, value: str) -> str | None:
+    if not value:
+        return None
+    text = value.strip()
+    if len(text) > TEXT_MAX:
+        raise FieldValueError(name, f"longer than {TEXT_MAX} characters")
+    return text
+
+
+def _number(name: str, value: str) -> int | None:
+    return _int(name, value) if value else None
+
+
+def text_cleaner(field: Field, options: set[int]) -> Callable[[str], Any]:
+    """``clean_value`` for one field and a string value (a CSV cell), chosen once per field.
+
+    An import cleans millions of values of a few fields; for the common ones (email,
+    mobile, text, number) this skips clean_value's branching on every value and gives the
+    same answer. The other formats go through clean_value itself.
+    """
+    name, fmt = field.name, field.format
+    if name == "email":
+        return clean_email
+    if name == "mobile":
+        return clean_mobile
+    if fmt == FieldFormat.TEXT:
+        return partial(_text, name)
+    if fmt == FieldFormat.NUMBER:
+        return partial(_number, name)
+    return lambda value: clean_value(field, value, options)

@@ -25,23 +25,25 @@ import csv
 import io
 import json
 import logging
+import re
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
 from members.csvsource import CsvError, open_csv
-from members.fields import FieldValueError, clean_value
+from members.fields import FieldValueError, clean_value, text_cleaner
 from members.models import (
     SUPPRESSED,
+    Duplicates,
     Field,
     FieldFormat,
     HandleExisting,
@@ -237,35 +239,57 @@ class Counts:
     error_count: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Column:
+    name: str
+    clean: Callable[[str], Any]
+    json_key: str  # '"name":', the start of the value's member in the data JSON
+
+
 class _Cleaner:
-    """Turns one CSV row into (email, mobile, data) or raises FieldValueError."""
+    """Turns one CSV row into (email, mobile, data as JSON) or raises FieldValueError."""
 
     def __init__(self, schema: ListSchema, columns: list[Field | None], date_format: str | None):
         self.schema = schema
-        self.columns = columns
         self.strptime = _strptime_format(date_format) if date_format else None
         self.options = {f.name: schema.option_ids(f.name) for f in columns if f is not None}
         self.by_label = {
             name: {label.strip().lower(): value for value, label in labels.items()}
             for name, labels in schema.options.items()
         }
+        # Chosen once per column, not per value: this runs for every cell of the file.
+        self.columns = [
+            _Column(f.name, self._cleaner(f), _to_json(f.name) + ":") if f is not None else None
+            for f in columns
+        ]
 
-    def clean(self, values: list[str]) -> tuple[str, str, dict[str, Any]]:
+    def _cleaner(self, field: Field) -> Callable[[str], Any]:
+        options = self.options[field.name]
+        fmt = field.format
+        if fmt in (FieldFormat.CHOICE, FieldFormat.SHOP, FieldFormat.MULTI) or (
+            fmt == FieldFormat.DATE and self.strptime
+        ):
+            return lambda raw: clean_value(field, self._prepare(field, raw), options)
+        return text_cleaner(field, options)  # _prepare leaves these formats' values alone
+
+    def clean(self, values: list[str]) -> tuple[str, str, str]:
         email = mobile = ""
-        data: dict[str, Any] = {}
+        # Each value's JSON member by field, so a later column of the same field wins as
+        # in a dict of values; joined, they are what json.dumps makes of that dict.
+        data: dict[str, str] = {}
         for column, raw in zip(self.columns, values, strict=False):
             if column is None or raw == "":
                 continue
-            value = clean_value(column, self._prepare(column, raw), self.options[column.name])
+            value = column.clean(raw)
             if column.name == "email":
                 email = value
             elif column.name == "mobile":
                 mobile = value
             elif value is not None:
-                data[column.name] = value
+                data[column.name] = column.json_key + _json_value(value)
         if not email and not mobile:
             raise FieldValueError("email", "the row has no email address or mobile number")
-        return email, mobile, data
+        return email, mobile, "{" + ",".join(data.values()) + "}"
 
     def _prepare(self, field: Field, raw: str) -> Any:
         fmt = field.format
@@ -368,13 +392,32 @@ def _error(counts: Counts, report: Any, row: int, message: str) -> None:
         counts.errors.append({"row": row, "error": message})
 
 
+# COPY's text format: these characters must be escaped. Almost no value holds one, and
+# looking for them is one scan where replacing them is four.
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+# Built once: json.dumps with arguments makes a new encoder for every call.
+_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_json_string = json.encoder.encode_basestring  # what _to_json does with a str, in C
+
+
+def _json_value(value: Any) -> str:
+    """``_to_json(value)``, taking a short cut for the text and whole numbers most fields hold."""
+    kind = type(value)
+    if kind is str:
+        return _json_string(value)
+    if kind is int:
+        return int.__repr__(value)
+    return _to_json(value)
+
+
 def _escape(text: str) -> str:
+    if _COPY_SPECIAL.search(text) is None:
+        return text
     return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
-def _copy_line(row: int, email: str, mobile: str, data: dict[str, Any]) -> str:
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return f"{row}\t{_escape(email)}\t{_escape(mobile)}\t{_escape(payload)}\n"
+def _copy_line(row: int, email: str, mobile: str, data: str) -> str:
+    return f"{row}\t{_escape(email)}\t{_escape(mobile)}\t{_escape(data)}\n"
 
 
 def _flush(job: Import, stage: str, batch: list[str], counts: Counts) -> None:
@@ -473,23 +516,9 @@ def _merge(job: Import, options: ImportOptions, stage: str, counts: Counts, repo
                 {**params, "resubscribe": options.resubscribe},
             )
         if created and not job.preview:
-            cursor.execute(
-                f'''INSERT INTO members_member (id, list_id, email, mobile, email_key, mobile_key,
-                        data, status, email_status, mobile_status, consent_source, consent_text,
-                        consent_at, imported, sent_mail, open_rate, created_at, updated_at)
-                    SELECT gen_random_uuid(), %(list)s, s.email, s.mobile,
-                        CASE WHEN %(unique_email)s AND s.email <> '' THEN s.email END,
-                        CASE WHEN %(unique_mobile)s AND s.mobile <> '' THEN s.mobile END,
-                        s.data, %(status)s, %(status)s, 'active', 'import', '',
-                        %(now)s, true, 0, 0, %(now)s, %(now)s
-                    FROM "{stage}" s
-                    WHERE NOT EXISTS (SELECT 1 FROM members_member m WHERE {match})
-                    ORDER BY s.row_no
-                    ON CONFLICT DO NOTHING''',
-                params,
-            )
-            conflicts = created - cursor.rowcount
-            created = cursor.rowcount
+            inserted = _insert_new(cursor, stage, key, policy, match, params)
+            conflicts = created - inserted
+            created = inserted
             if conflicts:
                 other = "mobile" if key == "email" else "email"
                 _error(
@@ -506,6 +535,49 @@ def _merge(job: Import, options: ImportOptions, stage: str, counts: Counts, repo
         resubscribed=resubscribed,
         skipped=len(in_file_duplicates) + (staged - created - updated),
     )
+
+
+def _insert_new(
+    cursor: Any, stage: str, key: str, policy: Duplicates, match: str, params: dict[str, Any]
+) -> int:
+    """Add the staged rows that match no member; return how many were added.
+
+    A row whose other key (the mobile of an email import) belongs to another member, or to
+    an earlier row, is left out: ON CONFLICT DO NOTHING, in file order. That checks every
+    unique index before every row. When no staged row has the other key (the usual file of
+    emails), nothing can conflict but a member added meanwhile by someone else, so we insert
+    plainly, in key order, which fills the key's indexes page by page instead of at random:
+    a quarter less work on a big file. Should a conflict happen after all, the savepoint
+    undoes that attempt and the careful statement runs.
+    """
+    insert = f'''INSERT INTO members_member (id, list_id, email, mobile, email_key, mobile_key,
+                data, status, email_status, mobile_status, consent_source, consent_text,
+                consent_at, imported, sent_mail, open_rate, created_at, updated_at)
+            SELECT gen_random_uuid(), %(list)s, s.email, s.mobile,
+                CASE WHEN %(unique_email)s AND s.email <> '' THEN s.email END,
+                CASE WHEN %(unique_mobile)s AND s.mobile <> '' THEN s.mobile END,
+                s.data, %(status)s, %(status)s, 'active', 'import', '',
+                %(now)s, true, 0, 0, %(now)s, %(now)s
+            FROM "{stage}" s
+            WHERE NOT EXISTS (SELECT 1 FROM members_member m WHERE {match})'''
+    if not _other_key_staged(cursor, stage, key, policy):
+        try:
+            with transaction.atomic():
+                cursor.execute(f'{insert} ORDER BY s."{key}"', params)
+                return int(cursor.rowcount)
+        except IntegrityError:
+            log.info("list %s got a member with a staged key meanwhile", params["list"])
+    cursor.execute(f"{insert} ORDER BY s.row_no ON CONFLICT DO NOTHING", params)
+    return int(cursor.rowcount)
+
+
+def _other_key_staged(cursor: Any, stage: str, key: str, policy: Duplicates) -> bool:
+    """Does a staged row have a value for the other unique key, which could conflict?"""
+    other = "mobile" if key == "email" else "email"
+    if not (policy.unique_mobile if other == "mobile" else policy.unique_email):
+        return False
+    cursor.execute(f'SELECT EXISTS (SELECT 1 FROM "{stage}" WHERE "{other}" <> \'\')')
+    return bool(cursor.fetchone()[0])
 
 
 def _finish(
