@@ -82,7 +82,7 @@ class Result:
     job: dict[str, Any]
     peak_rss_mb: float
     idle_rss_mb: float
-    others_cpu_s: float = 0.0  # CPU seconds other people's processes used meanwhile
+    cpu_s: dict[str, float] = field(default_factory=dict)  # by worker, postgres, ..., others
 
 
 # ------------------------------------------------------------------------------ the file
@@ -323,44 +323,80 @@ class RssSampler(threading.Thread):
         self.peak = self.last
 
 
-class OthersCpu:
-    """CPU seconds the machine gave to other people's work during a run.
+class CpuAccount(threading.Thread):
+    """CPU seconds spent during a run: by the import's processes, and by everyone else.
 
-    The machine is shared; a figure is worth as much as the quiet it was measured in. All
-    busy time counts, less that of our processes: this script, the web server and worker
-    (with children), and PostgreSQL's own processes and backends on our database.
+    The machine is shared, so a time is worth as much as the quiet it was measured in; the
+    import's own CPU seconds stay comparable between runs when the quiet does not. Others
+    are all busy time less ours: the worker, the web server (each with its children), this
+    script, and PostgreSQL's own processes and backends on our database. A backend may end
+    before the run does (the worker closes its connection after the task), so we look every
+    second and keep what each process had used when last seen.
     """
 
-    def __init__(self, database: str, roots: list[int]) -> None:
+    def __init__(self, dsn: str, database: str, worker: int, web: int) -> None:
+        super().__init__(daemon=True)
         self.database = database
-        self.roots = roots
+        self.postmaster = _postmaster(dsn)
+        self.roots = {"worker": worker, "web": web, "bench": os.getpid()}
         self.busy = 0.0
-        self.ours: dict[int, float] = {}
+        self.before: dict[int, tuple[str, float]] = {}
+        self.seen: dict[int, tuple[str, float]] = {}
+        self.lock = threading.Lock()
+        self.done = threading.Event()
 
-    def start(self) -> None:
-        self.busy, self.ours = _busy_seconds(), self._ours()
+    def run(self) -> None:
+        while not self.done.wait(1.0):
+            self._look()
 
-    def stop(self) -> float:
+    def begin(self) -> None:
+        with self.lock:
+            self.busy, self.before = _busy_seconds(), self._ours()
+            self.seen = dict(self.before)
+
+    def end(self) -> dict[str, float]:
+        self._look()
+        busy = _busy_seconds() - self.busy
+        spent = dict.fromkeys([*self.roots, "postgres"], 0.0)
+        with self.lock:
+            for pid, (kind, cpu) in self.seen.items():
+                spent[kind] += cpu - self.before.get(pid, (kind, 0.0))[1]
+        spent["others"] = max(0.0, busy - sum(spent.values()))
+        return spent
+
+    def _look(self) -> None:
         ours = self._ours()
-        spent = sum(cpu - self.ours.get(pid, 0.0) for pid, cpu in ours.items())
-        return max(0.0, _busy_seconds() - self.busy - spent)
+        with self.lock:
+            self.seen.update(ours)
 
-    def _ours(self) -> dict[int, float]:
-        found: dict[int, float] = {}
-        mine = {os.getpid(), *self.roots}
+    def _ours(self) -> dict[int, tuple[str, float]]:
+        found: dict[int, tuple[str, float]] = {}
         for proc in psutil.process_iter(["pid", "ppid", "cmdline", "cpu_times"]):
-            title = " ".join(proc.info["cmdline"] or [])
-            if proc.info["pid"] in mine or proc.info["ppid"] in mine or self._our_postgres(title):
-                times = proc.info["cpu_times"]
-                if times is not None:
-                    found[proc.info["pid"]] = times.user + times.system
+            kind = self._kind(proc.info["pid"], proc.info["ppid"], proc.info["cmdline"] or [])
+            times = proc.info["cpu_times"]
+            if kind and times is not None:
+                found[proc.info["pid"]] = (kind, times.user + times.system)
         return found
 
-    def _our_postgres(self, title: str) -> bool:
-        if not title.startswith("postgres: "):
-            return False
+    def _kind(self, pid: int, ppid: int, cmdline: list[str]) -> str | None:
+        for kind, root in self.roots.items():
+            if root in (pid, ppid):
+                return kind
+        title = " ".join(cmdline)
+        if ppid != self.postmaster:
+            return None
         session = "(" in title or "[local]" in title or "autovacuum worker" in title
-        return not session or f" {self.database} " in f"{title} "
+        return "postgres" if not session or f" {self.database} " in f"{title} " else None
+
+
+def _postmaster(dsn: str) -> int:
+    """The pid of the PostgreSQL server we use (the machine may run others)."""
+    connection = psycopg2.connect(dsn)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (backend,) = cursor.fetchone() or (0,)
+    connection.close()
+    return int(psutil.Process(backend).ppid())
 
 
 def _busy_seconds() -> float:
@@ -427,12 +463,12 @@ class Client:
 
 
 def run_import(
-    client: Client, plan: Plan, sampler: RssSampler, others: OthersCpu, timeout: float
+    client: Client, plan: Plan, sampler: RssSampler, cpu: CpuAccount, timeout: float
 ) -> Result:
     """Upload, then poll until done: the end-to-end time a customer waits."""
     idle = sampler.last
     sampler.reset()
-    others.start()
+    cpu.begin()
     started = time.perf_counter()
     import_id = int(client.upload(plan.path)["id"])
     uploaded = staged = time.perf_counter()
@@ -453,7 +489,7 @@ def run_import(
         job=job,
         peak_rss_mb=sampler.peak / 2**20,
         idle_rss_mb=idle / 2**20,
-        others_cpu_s=others.stop(),
+        cpu_s=cpu.end(),
     )
 
 
@@ -475,7 +511,8 @@ def report(plan: Plan, result: Result, copy_s: float) -> list[str]:
     rate = plan.rows / result.total_s
     copy_rate = plan.rows / copy_s
     ratio = rate / copy_rate
-    share = result.others_cpu_s / (result.total_s * (os.cpu_count() or 1))
+    cpu = result.cpu_s
+    share = cpu["others"] / (result.total_s * (os.cpu_count() or 1))
     got = {name: result.job[name] for name in ("created", "updated", "skipped", "error_count")}
     wanted = expected_counts(plan)
     failures = []
@@ -502,9 +539,10 @@ def report(plan: Plan, result: Result, copy_s: float) -> list[str]:
         ("created/updated/skipped/errors", " / ".join(f"{v:,}" for v in got.values())),
         ("expected", " / ".join(f"{v:,}" for v in wanted.values())),
         (
-            "others' CPU meanwhile",
-            f"{result.others_cpu_s:.1f} s = {share:.0%} of the machine (should be near 0)",
+            "CPU seconds of the import",
+            f"worker {cpu['worker']:.1f}, PostgreSQL {cpu['postgres']:.1f}, web {cpu['web']:.1f}",
         ),
+        ("CPU seconds of others meanwhile", f"{cpu['others']:.1f} = {share:.0%} of the machine"),
     ]
     print()
     for name, value in lines:
@@ -642,8 +680,10 @@ def _run(
     stack.callback(sampler.done.set)
     time.sleep(1)  # a few idle samples first
     checkpoint(dsn)
-    others = OthersCpu(args.database, [web.pid, worker.pid])
-    result = run_import(Client(port, tenant), plan, sampler, others, args.timeout)
+    cpu = CpuAccount(dsn, args.database, worker=worker.pid, web=web.pid)
+    cpu.start()
+    stack.callback(cpu.done.set)
+    result = run_import(Client(port, tenant), plan, sampler, cpu, args.timeout)
     step("import finished")
     failures = report(plan, result, copy_s) + check_members(plan, tenant)
     for failure in failures:

@@ -111,7 +111,11 @@ def _empty(value: Any) -> bool:
 
 
 def clean_email(value: Any) -> str:
-    email = str(_one(value) or "").strip().lower()
+    return _email(str(_one(value) or ""))
+
+
+def _email(text: str) -> str:
+    email = text.strip().lower()
     if not email:
         return ""
     if len(email) <= EMAIL_MAX and _PLAIN_EMAIL.fullmatch(email):
@@ -227,7 +231,7 @@ def text_cleaner(field: Field, options: set[int]) -> Callable[[str], Any]:
     """
     name, fmt = field.name, field.format
     if name == "email":
-        return clean_email
+        return _email
     if name == "mobile":
         return clean_mobile
     if fmt == FieldFormat.TEXT:

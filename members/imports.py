@@ -28,10 +28,12 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -239,9 +241,11 @@ class Counts:
     error_count: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class _Column:
-    name: str
+_DATA, _EMAIL, _MOBILE = range(3)  # where a column's values go
+
+
+class _Column(NamedTuple):
+    role: int
     clean: Callable[[str], Any]
     json_key: str  # '"name":', the start of the value's member in the data JSON
 
@@ -258,10 +262,11 @@ class _Cleaner:
             for name, labels in schema.options.items()
         }
         # Chosen once per column, not per value: this runs for every cell of the file.
-        self.columns = [
-            _Column(f.name, self._cleaner(f), _to_json(f.name) + ":") if f is not None else None
-            for f in columns
-        ]
+        self.columns = [self._column(f) if f is not None else None for f in columns]
+
+    def _column(self, field: Field) -> _Column:
+        role = {"email": _EMAIL, "mobile": _MOBILE}.get(field.name, _DATA)
+        return _Column(role, self._cleaner(field), _to_json(field.name) + ":")
 
     def _cleaner(self, field: Field) -> Callable[[str], Any]:
         options = self.options[field.name]
@@ -280,13 +285,15 @@ class _Cleaner:
         for column, raw in zip(self.columns, values, strict=False):
             if column is None or raw == "":
                 continue
-            value = column.clean(raw)
-            if column.name == "email":
+            role, clean, json_key = column
+            value = clean(raw)
+            if role == _DATA:
+                if value is not None:
+                    data[json_key] = json_key + _json_value(value)
+            elif role == _EMAIL:
                 email = value
-            elif column.name == "mobile":
+            else:
                 mobile = value
-            elif value is not None:
-                data[column.name] = column.json_key + _json_value(value)
         if not email and not mobile:
             raise FieldValueError("email", "the row has no email address or mobile number")
         return email, mobile, "{" + ",".join(data.values()) + "}"
@@ -335,7 +342,8 @@ def _columns(
 
 def _load(job: Import, options: ImportOptions, stage: str, report: Any) -> Counts:
     schema = ListSchema.load(job.list)
-    with Path(job.file).open("rb") as handle:
+    with ExitStack() as stack:
+        handle = stack.enter_context(Path(job.file).open("rb"))
         source = open_csv(
             handle,
             encoding=options.encoding,
@@ -358,6 +366,7 @@ def _load(job: Import, options: ImportOptions, stage: str, report: Any) -> Count
         counts = Counts()
         all_rows = rows if first is None else _chain(first, rows)
         batch: list[str] = []
+        stager = stack.enter_context(_Stager(job, stage))
         for row in all_rows:
             counts.rows += 1
             try:
@@ -375,8 +384,10 @@ def _load(job: Import, options: ImportOptions, stage: str, report: Any) -> Count
             counts.good += 1
             batch.append(_copy_line(row.number, email, mobile, data))
             if len(batch) >= BATCH_ROWS:
-                _flush(job, stage, batch, counts)
-        _flush(job, stage, batch, counts)
+                stager.send(batch, counts)
+                batch = []
+        stager.send(batch, counts)
+        stager.wait()
     return counts
 
 
@@ -420,20 +431,58 @@ def _copy_line(row: int, email: str, mobile: str, data: str) -> str:
     return f"{row}\t{_escape(email)}\t{_escape(mobile)}\t{_escape(data)}\n"
 
 
-def _flush(job: Import, stage: str, batch: list[str], counts: Counts) -> None:
-    """COPY one batch and commit the progress, so the API shows it while we go on."""
-    if batch:
-        buffer = io.StringIO("".join(batch))
-        with connection.cursor() as cursor:
-            cursor.copy_expert(f'COPY "{stage}" (row_no, email, mobile, data) FROM STDIN', buffer)
-        batch.clear()
-    Import.objects.filter(pk=job.pk).update(
-        rows_done=counts.rows,
-        rows_total=max(job.rows_total, counts.rows),
-        error_count=counts.error_count,
-        errors=counts.errors,
-        heartbeat_at=timezone.now(),
-    )
+class _Stager:
+    """COPYs batches into the staging table while the next batch is being cleaned.
+
+    Cleaning is Python, on one core; PostgreSQL storing a batch can use the other. So each
+    COPY runs on a thread of its own, one batch at a time, over the worker's own database
+    connection: the same session and transaction, never used by both threads at once (we
+    wait for the batch in flight before the next query). Progress is committed once a batch
+    is stored, so the API shows it while we go on.
+    """
+
+    def __init__(self, job: Import, stage: str) -> None:
+        self.job = job
+        self.sql = f'COPY "{stage}" (row_no, email, mobile, data) FROM STDIN'
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"import-{job.pk}")
+        self.pending: tuple[Future[None] | None, dict[str, Any]] | None = None
+
+    def __enter__(self) -> _Stager:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.pool.shutdown()  # on an error too: a COPY in flight ends before we go on
+
+    def send(self, batch: list[str], counts: Counts) -> None:
+        """Start storing ``batch`` (once the one before is stored), with the progress so far."""
+        self.wait()
+        copy = None
+        if batch:
+            connection.ensure_connection()
+            copy = self.pool.submit(_copy, connection.connection, self.sql, "".join(batch))
+        progress = {
+            "rows_done": counts.rows,
+            "rows_total": max(self.job.rows_total, counts.rows),
+            "error_count": counts.error_count,
+            "errors": list(counts.errors),
+        }
+        self.pending = (copy, progress)
+
+    def wait(self) -> None:
+        """Wait for the batch in flight to be stored, then commit its progress."""
+        if self.pending is None:
+            return
+        (copy, progress), self.pending = self.pending, None
+        if copy is not None:
+            with connection.wrap_database_errors:  # Django's exceptions, as from a cursor
+                copy.result()
+        Import.objects.filter(pk=self.job.pk).update(**progress, heartbeat_at=timezone.now())
+
+
+def _copy(raw_connection: Any, sql: str, data: str) -> None:
+    with raw_connection.cursor() as cursor:
+        # In one read: each read on this thread must take the GIL back from the cleaning.
+        cursor.copy_expert(sql, io.StringIO(data), size=len(data) + 1)
 
 
 def _merge(job: Import, options: ImportOptions, stage: str, counts: Counts, report: Any) -> None:
