@@ -4,8 +4,9 @@
    queues the job after commit.
 2. ``import_run`` (the Celery task calls it) claims the job, reads the file with
    ``members.csvsource`` one row at a time, cleans each value with the same rules as
-   the API, and COPYs good rows in batches into an UNLOGGED staging table; bad rows go to
-   the error report with their row number. Progress is committed after every batch.
+   the API, and COPYs good rows in batches into an UNLOGGED staging table (on a second
+   thread, while the next batch is cleaned); bad rows go to the error report with their
+   row number. Progress is committed after every batch.
 3. One transaction then de-duplicates the file (the last row for a key wins), updates
    the members that match, inserts the new ones, and marks the job done. Until then the
    list is untouched, so a worker that dies loses nothing: the job is claimed again and
@@ -459,7 +460,8 @@ class _Stager:
         copy = None
         if batch:
             connection.ensure_connection()
-            copy = self.pool.submit(_copy, connection.connection, self.sql, "".join(batch))
+            data = "".join(batch).encode()  # here, not on a thread that must win the GIL first
+            copy = self.pool.submit(_copy, connection.connection, self.sql, data)
         progress = {
             "rows_done": counts.rows,
             "rows_total": max(self.job.rows_total, counts.rows),
@@ -479,10 +481,10 @@ class _Stager:
         Import.objects.filter(pk=self.job.pk).update(**progress, heartbeat_at=timezone.now())
 
 
-def _copy(raw_connection: Any, sql: str, data: str) -> None:
+def _copy(raw_connection: Any, sql: str, data: bytes) -> None:
     with raw_connection.cursor() as cursor:
         # In one read: each read on this thread must take the GIL back from the cleaning.
-        cursor.copy_expert(sql, io.StringIO(data), size=len(data) + 1)
+        cursor.copy_expert(sql, io.BytesIO(data), size=len(data) + 1)
 
 
 def _merge(job: Import, options: ImportOptions, stage: str, counts: Counts, report: Any) -> None:
@@ -596,7 +598,7 @@ def _insert_new(
     unique index before every row. When no staged row has the other key (the usual file of
     emails), nothing can conflict but a member added meanwhile by someone else, so we insert
     plainly, in key order, which fills the key's indexes page by page instead of at random:
-    a quarter less work on a big file. Should a conflict happen after all, the savepoint
+    a third less work on a big file. Should a conflict happen after all, the savepoint
     undoes that attempt and the careful statement runs.
     """
     insert = f'''INSERT INTO members_member (id, list_id, email, mobile, email_key, mobile_key,
@@ -612,7 +614,8 @@ def _insert_new(
     if not _other_key_staged(cursor, stage, key, policy):
         try:
             with transaction.atomic():
-                cursor.execute(f'{insert} ORDER BY s."{key}"', params)
+                # Byte order: a cheap sort (no locale rules), near enough to the index's own.
+                cursor.execute(f'{insert} ORDER BY s."{key}" COLLATE "C"', params)
                 return int(cursor.rowcount)
         except IntegrityError:
             log.info("list %s got a member with a staged key meanwhile", params["list"])
