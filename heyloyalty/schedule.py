@@ -7,9 +7,16 @@ names a thin task that calls one service; the task must be harmless to run twice
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
+
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "accounts.clear_expired_sessions": {
         "task": "accounts.tasks.clear_expired_sessions",
         "schedule": timedelta(hours=1),
+    },
+    # Restarts sends whose worker died, starts scheduled campaigns that are due.
+    "campaigns.reap": {
+        "task": "campaigns.tasks.reap",
+        "schedule": timedelta(seconds=settings.SEND_REAPER_SECONDS),
     },
 }

@@ -7,8 +7,11 @@ without a strong SECRET_KEY. The variables are listed in README.md.
 
 from __future__ import annotations
 
+import os
+import secrets
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -62,6 +65,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
+    "anymail",
     "heyloyalty",
     "accounts",
     "members",
@@ -200,11 +204,32 @@ WHITENOISE_USE_FINDERS = DEBUG
 # Mail: the local SMTP sink of `make run` unless SMTP_URL says otherwise.
 SMTP_URL = env.get("SMTP_URL", "smtp://127.0.0.1:1025")
 globals().update(env.parse_smtp_url(SMTP_URL))
-EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+EMAIL_BACKEND = env.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
 EMAIL_TIMEOUT = env.get_int("EMAIL_TIMEOUT", 30)
 DEFAULT_FROM_EMAIL = env.get("DEFAULT_FROM_EMAIL", "Heyloyalty <noreply@localhost>")
 SERVER_EMAIL = env.get("SERVER_EMAIL", DEFAULT_FROM_EMAIL)
 ALERT_EMAILS = env.get_list("ALERT_EMAILS")
+# DKIM signing of campaign mail: on when all three are set. The key is PEM text (from
+# DKIM_PRIVATE_KEY or the file named by DKIM_PRIVATE_KEY_FILE); the public half is
+# published as a TXT record at <selector>._domainkey.<domain>.
+DKIM_PRIVATE_KEY = env.get("DKIM_PRIVATE_KEY")
+DKIM_SELECTOR = env.get("DKIM_SELECTOR")
+DKIM_DOMAIN = env.get("DKIM_DOMAIN")
+# ESPs through django-anymail: EMAIL_BACKEND names the ESP's backend (for example
+# anymail.backends.postmark.EmailBackend) and each ANYMAIL_<SETTING> variable (or
+# ANYMAIL_<SETTING>_FILE) becomes ANYMAIL["<SETTING>"]: ANYMAIL_POSTMARK_SERVER_TOKEN, ….
+# ANYMAIL_WEBHOOK_SECRET ("user:pass") is the basic auth that the ESP's tracking webhook
+# (/anymail/<esp>/tracking/) must send. Unset, a random one closes the webhooks: anymail
+# would otherwise accept anyone's bounces with only a warning.
+ANYMAIL: dict[str, str] = {
+    name.removeprefix("ANYMAIL_"): env.get(name)
+    for name in sorted({n.removesuffix("_FILE") for n in os.environ if n.startswith("ANYMAIL_")})
+}
+ANYMAIL.setdefault("WEBHOOK_SECRET", f"{secrets.token_hex(16)}:{secrets.token_hex(32)}")
+# VERP: campaigns go out with the envelope sender bounces+<token>@BOUNCE_DOMAIN and a
+# List-Unsubscribe mailto unsubscribe+<token>@BOUNCE_DOMAIN; the MTA for that domain
+# pipes both to `manage.py mail_receive` (README, "Bounces and unsubscribes by mail").
+BOUNCE_DOMAIN = env.get("BOUNCE_DOMAIN", urlsplit(PUBLIC_URL).hostname or "localhost")
 
 # Celery: JSON only, bounded run times, tasks queued after commit (see services).
 CELERY_BROKER_URL = REDIS_URL
@@ -226,6 +251,28 @@ CELERY_WORKER_CONCURRENCY = env.get_int("WORKER_CONCURRENCY", 0) or None  # None
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Tests and benchmarks give each run a queue of its own.
+CELERY_TASK_DEFAULT_QUEUE = env.get("CELERY_QUEUE", "celery")
+
+# The sending pipeline (campaigns/pipeline.py).
+# Tasks that work through one campaign at the same time (spread over the workers).
+SEND_PARALLELISM = env.get_int("SEND_PARALLELISM", 4)
+SEND_BATCH_SIZE = env.get_int("SEND_BATCH_SIZE", 100)  # rows claimed at a time
+# A task sends for about this long, then queues itself again at the back of the queue,
+# so that the campaigns and accounts waiting take turns.
+SEND_TASK_SECONDS = env.get_int("SEND_TASK_SECONDS", 2)
+# Rows claimed longer ago than this by a worker that shows no life are claimed again.
+SEND_CLAIM_LEASE_SECONDS = env.get_int("SEND_CLAIM_LEASE_SECONDS", 120)
+# A sending campaign with no sign of life for this long is restarted by the reaper.
+SEND_STALL_SECONDS = env.get_int("SEND_STALL_SECONDS", 60)
+SEND_REAPER_SECONDS = env.get_int("SEND_REAPER_SECONDS", 15)
+# Waits after a relay's 4xx, one per attempt; all far below the broker's visibility timeout.
+SEND_RETRY_DELAYS = [int(s) for s in env.get_list("SEND_RETRY_DELAYS", "60,300,900,1800")]
+# This many refused recipients in a row pause the campaign and tell its owner.
+SEND_FAILURES_IN_ROW = env.get_int("SEND_FAILURES_IN_ROW", 50)
+# Messages per second; 0 is no limit. Per account, and for the relay as a whole.
+SEND_RATE_PER_ACCOUNT = env.get_int("SEND_RATE_PER_ACCOUNT", 0)
+SEND_RATE_RELAY = env.get_int("SEND_RATE_RELAY", 0)
 
 # REST API
 REST_FRAMEWORK = {

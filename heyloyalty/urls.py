@@ -25,6 +25,10 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("optin/<str:token>/", members_views.optin_confirm, name="optin_confirm"),
+    # Recipients: unsubscribe and preferences (/u/<token>); ESP tracking webhooks.
+    path("", include("campaigns.public_urls")),
+    path("anymail/", include("anymail.urls")),
     path("", include("members.urls")),
+    path("", include("campaigns.urls")),
     path("", include("accounts.urls")),
 ]

@@ -260,6 +260,87 @@ class MemberUpsertView(ApiView):
         )
 
 
+BULK_DESCRIPTION = """\
+Copy (`copy`) or move (`move`: copy, then delete from this list) members of this list to
+another list of the same account. All or nothing: one transaction.
+
+Body, in any encoding (JSON, urlencoded, multipart, PHP bracket keys such as
+`handleDuplicates[field]`):
+
+* `listId`: the target list (another account's list answers 404).
+* `members`: the ids of members of this list (`members[]=…`, `members[0]=…` or a JSON
+  array). An id that is not a member of this list answers 400 naming it, and nothing
+  is copied.
+* `handleDuplicates[field]`: `email` (default), `mobile`, or `both` (either one matches).
+* `handleDuplicates[action]`: what happens to a target member that matches: `skip`
+  (default: leave it), `patch` (keep it, fill only its empty fields) or `update`
+  (replace its fields, email and mobile with the copied member's). It keeps its id,
+  status and consent either way: an unsubscribed member is not made active again.
+
+Values travel to the target's fields of the same name; choices by their label, since
+option ids differ between lists. A value the target field cannot hold is dropped.
+
+Answer: `{"copied", "patched", "updated", "skipped", "removed", "errors"}`. `errors`
+names each member left alone (`{"member", "field", "error"}`): its email or mobile
+belongs to another member of a target list that refuses duplicates, or it lacks a
+field the target requires. A move keeps those members on this list.
+"""
+
+
+def _one_of(params: Params, name: str, key: str, allowed: tuple[str, ...], default: str) -> str:
+    """``handleDuplicates[key]``, one of ``allowed``."""
+    group = params.get(name)
+    if group is None:
+        group = {}
+    if not isinstance(group, dict):
+        raise ParamError(f"{name} must hold field and action", field=name)
+    values = to_list(group.get(key))
+    text = (str(values[0]).strip() if len(values) == 1 else ",".join(map(str, values))) or default
+    if text not in allowed:
+        raise ParamError(
+            f"{name}[{key}] must be one of {', '.join(allowed)}", field=f"{name}[{key}]"
+        )
+    return text
+
+
+def _bulk_member_ids(params: Params) -> list[str]:
+    ids: list[str] = []
+    for value in to_list(params.get("members")):
+        if not isinstance(value, str | int):
+            raise ParamError("members must be a list of member ids", field="members")
+        ids += [part for part in str(value).split(",") if part.strip()]
+    return ids
+
+
+class MembersBulkView(ApiView):
+    """``POST lists/{id}/members/bulk/{copy|move}`` (heyloyalty-api.md M8; [m2]
+    moveListMembers)."""
+
+    @extend_schema(
+        operation_id="members_bulk",
+        summary="Copy or move members to another list",
+        description=BULK_DESCRIPTION,
+        parameters=[OpenApiParameter("action", str, OpenApiParameter.PATH, enum=["copy", "move"])],
+        request=JSON,
+        responses={200: JSON, 400: JSON, 404: JSON},
+    )
+    def post(self, request: Request, list_id: str, action: str) -> Response:
+        account = self.account(request)
+        source = selectors.list_get(account=account, list_id=list_id)
+        params = self.params(request)
+        target_id = params.get("listId", params.get("list_id"))
+        target = selectors.list_get(account=account, list_id=to_int(target_id, field="listId"))
+        result = services.members_bulk_copy(
+            source=source,
+            target=target,
+            member_ids=_bulk_member_ids(params),
+            match=_one_of(params, "handleDuplicates", "field", services.BULK_MATCH_FIELDS, "email"),
+            action=_one_of(params, "handleDuplicates", "action", services.BULK_ACTIONS, "skip"),
+            move=action == "move",
+        )
+        return Response(result.to_json())
+
+
 class MemberDetailView(ApiView):
     def _member(self, request: Request, list_id: str, member_id: str) -> Member:
         member_list = selectors.list_get(account=self.account(request), list_id=list_id)

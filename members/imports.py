@@ -13,7 +13,9 @@
    starts over.
 
 An import never makes an unsubscribed, bounced or complained member active again unless
-its options say ``resubscribe``.
+its options say ``resubscribe``. With ``trigger_optin`` on a double opt-in list, the new
+members are unconfirmed, and once they are committed a task mails each its confirmation
+(``members.optin.import_optins_send``, in batches).
 """
 
 # The SQL below interpolates only identifiers we make (the staging table's name from the
@@ -566,6 +568,13 @@ def _merge(job: Import, options: ImportOptions, stage: str, counts: Counts, repo
                     FROM "{stage}" s WHERE {match}''',
                 {**params, "resubscribe": options.resubscribe},
             )
+        if new_status == MemberStatus.UNCONFIRMED and not job.preview:
+            # The confirmation mails go out from a worker once the members exist. Queued
+            # even when this run created nobody: a run that died after its commit and
+            # before this point left members the rerun only finds as existing ones.
+            from members.tasks import send_import_optins
+
+            transaction.on_commit(lambda: send_import_optins.delay(job.pk))
         if created and not job.preview:
             inserted = _insert_new(cursor, stage, key, policy, match, params)
             conflicts = created - inserted

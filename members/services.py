@@ -7,13 +7,17 @@ service runs in one transaction.
 
 from __future__ import annotations
 
+import contextlib
+import re
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from dataclasses import field as dataclass_field
 from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Func, JSONField, Max, Value, When
+from django.db.models import Case, F, Func, JSONField, Max, Q, Value, When
 from django.db.models import CharField as C
 from django.db.models.functions import Greatest, Now
 from django.utils import timezone
@@ -477,3 +481,291 @@ def members_add(*, member_list: List, members: Iterable[MemberData], batch_size:
         )
     Member.objects.bulk_create(rows, batch_size=batch_size)
     return len(rows)
+
+
+# ------------------------------------------------------- bulk copy and move (API M8)
+
+BULK_MATCH_FIELDS = ("email", "mobile", "both")
+BULK_ACTIONS = ("patch", "update", "skip")
+MAX_BULK_MEMBERS = 10_000
+_UNKNOWN_SHOWN = 20  # unknown ids named in the error; the rest are counted
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# What a duplicate's write may change, kept to put back when the write is refused.
+_BULK_CHANGED = ("email", "mobile", "email_key", "mobile_key", "data", "updated_at")
+
+
+@dataclass
+class BulkResult:
+    """What a bulk copy or move did. ``errors`` name the members left alone, and why."""
+
+    copied: int = 0
+    updated: int = 0
+    patched: int = 0
+    skipped: int = 0
+    removed: int = 0
+    errors: list[dict[str, str]] = dataclass_field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _ValueMap:
+    """Turns a member's stored values on one list into stored values on another.
+
+    Fields are per list: a value is carried only to a field of the same name, and only
+    as a value valid there. Option ids differ between lists, so choices travel by label
+    (case and spaces aside); anything that does not fit is dropped, not an error.
+    """
+
+    def __init__(self, source: ListSchema, target: ListSchema) -> None:
+        self.source, self.target = source, target
+        self.names = [n for n in source.fields if n in target.fields and n not in COLUMN_FIELDS]
+        self.by_label = {
+            name: {label.strip().lower(): value for value, label in options.items()}
+            for name, options in target.options.items()
+        }
+
+    def data(self, member: Member) -> dict[str, Any]:
+        out = {}
+        for name in self.names:
+            value = member.data.get(name)
+            if value not in (None, "", []):
+                moved = self._value(self.source.fields[name], self.target.fields[name], value)
+                if moved not in (None, "", []):
+                    out[name] = moved
+        return out
+
+    def _value(self, source: Field, target: Field, value: Any) -> Any:
+        same = source.format == target.format
+        if same and not target.has_options:
+            return value  # the stored form is the same on both lists
+        if FieldFormat.PASSWORD in (source.format, target.format):
+            return None  # never a hash as text, nor text as a password
+        if source.has_options:
+            labels = self.source.options.get(source.name, {})
+            if same and not labels and not self.by_label.get(target.name):
+                return value  # shop ids, on lists that name no shops
+            items = value if isinstance(value, list) else [value]
+            texts = [labels[item] for item in items if item in labels]
+        else:
+            texts = [_display(value)]
+        if not texts:
+            return None
+        if target.has_options:
+            wanted = self.by_label.get(target.name, {})
+            ids = sorted({wanted[t.strip().lower()] for t in texts if t.strip().lower() in wanted})
+            if target.format == FieldFormat.MULTI:
+                return ids or None
+            return ids[0] if len(ids) == 1 else None
+        try:
+            return clean_value(target, ", ".join(texts), set())
+        except FieldValueError:
+            return None
+
+
+def _display(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+class _TargetIndex:
+    """The target list's members by email and by mobile, oldest first, kept up to date
+    as the copy adds and changes members (two source members may be one person)."""
+
+    def __init__(self, members: Iterable[Member]) -> None:
+        self.by: dict[str, dict[str, list[Member]]] = {"email": {}, "mobile": {}}
+        for member in members:
+            self.put(member)
+
+    def put(self, member: Member) -> None:
+        for name in ("email", "mobile"):
+            if key := getattr(member, name):
+                found = self.by[name].setdefault(key, [])
+                if member not in found:
+                    found.append(member)
+
+    def drop(self, member: Member) -> None:
+        for name in ("email", "mobile"):
+            found = self.by[name].get(getattr(member, name), [])
+            if member in found:
+                found.remove(member)
+
+    def find(self, member: Member, match: str) -> Member | None:
+        for name in ("email", "mobile"):
+            key = getattr(member, name)
+            if match in (name, "both") and key and self.by[name].get(key):
+                return self.by[name][key][0]
+        return None
+
+
+def _member_ids(member_ids: Sequence[str]) -> list[str]:
+    """The distinct ids in the order given, GUIDs in their canonical spelling."""
+    seen: dict[str, None] = {}
+    for raw in member_ids:
+        text = str(raw).strip()
+        with contextlib.suppress(ValueError):  # not a GUID: no member, named as unknown
+            text = str(uuid.UUID(text))
+        seen.setdefault(text, None)
+    return list(seen)
+
+
+@transaction.atomic
+def members_bulk_copy(
+    *,
+    source: List,
+    target: List,
+    member_ids: Sequence[str],
+    match: str = "email",
+    action: str = "skip",
+    move: bool = False,
+) -> BulkResult:
+    """Copy (or move) members of ``source`` to ``target``, in one transaction.
+
+    1. Every id must name a member of the source list, or nothing happens: MemberError
+       naming the ids that do not (a 400).
+    2. Each member's values are carried to the target's fields of the same name (_ValueMap).
+    3. A member is a duplicate when a target member has the same ``match`` value (email,
+       mobile, or ``both``: either one; the oldest such member when there are several).
+       ``skip`` leaves that member alone; ``patch`` fills only its empty fields;
+       ``update`` replaces its fields, email and mobile with the source member's. Either
+       way it keeps its id, history, status and consent on the target list: a copy never
+       makes an unsubscribed member active again, nor a confirmed one unconfirmed.
+       Otherwise a new member is created with the source member's status and consent.
+    4. The target's duplicate policy holds: a write that would give the target two members
+       with an email or mobile it keeps unique is not made, and the member is named in
+       ``errors``, as is one that lacks a field the target requires.
+    5. ``move`` then deletes from the source list every member that is now on the target
+       (copied, merged, or skipped as a duplicate); members named in ``errors`` stay.
+    """
+    if match not in BULK_MATCH_FIELDS:
+        raise MemberError(
+            "handleDuplicates[field]", f"must be one of {', '.join(BULK_MATCH_FIELDS)}"
+        )
+    if action not in BULK_ACTIONS:
+        raise MemberError("handleDuplicates[action]", f"must be one of {', '.join(BULK_ACTIONS)}")
+    if source.pk == target.pk:
+        raise MemberError("listId", "the target list is the source list")
+    members = _bulk_members(source, _member_ids(member_ids))
+    value_map = _ValueMap(ListSchema.load(source), ListSchema.load(target))
+    index = _TargetIndex(_bulk_candidates(target, members))
+    result = BulkResult()
+    done: list[uuid.UUID] = []
+    for member in members:
+        problem = _bulk_one(member, target, value_map, index, action, match, result)
+        if problem is None:
+            done.append(member.pk)
+        else:
+            result.errors.append({"member": str(member.pk), **problem})
+    if move and done:
+        _, deleted = Member.objects.filter(list=source, pk__in=done).delete()
+        result.removed = deleted.get(Member._meta.label, 0)
+    return result
+
+
+def _bulk_members(source: List, ids: list[str]) -> list[Member]:
+    if not ids:
+        raise MemberError("members", "name at least one member id")
+    if len(ids) > MAX_BULK_MEMBERS:
+        raise MemberError("members", f"at most {MAX_BULK_MEMBERS} members in one request")
+    guids = [i for i in ids if _GUID.fullmatch(i)]
+    members = list(
+        Member.objects.select_for_update()  # a concurrent move of the same members waits
+        .filter(list=source, obscured_at__isnull=True, pk__in=guids)
+        .order_by("created_at", "pk")
+    )
+    found = {str(m.pk) for m in members}
+    unknown = [i for i in ids if i not in found]
+    if unknown:
+        shown = ", ".join(unknown[:_UNKNOWN_SHOWN])
+        more = f" and {len(unknown) - _UNKNOWN_SHOWN} more" if len(unknown) > _UNKNOWN_SHOWN else ""
+        raise MemberError("members", f"not members of list {source.pk}: {shown}{more}")
+    return members
+
+
+def _bulk_candidates(target: List, members: list[Member]) -> Iterable[Member]:
+    """The target members that may be duplicates of the ones being copied, locked."""
+    emails = {m.email for m in members if m.email}
+    mobiles = {m.mobile for m in members if m.mobile}
+    return (
+        Member.objects.select_for_update()
+        .filter(list=target, obscured_at__isnull=True)
+        .filter(Q(email__in=emails) | Q(mobile__in=mobiles))
+        .order_by("created_at", "pk")
+    )
+
+
+def _bulk_one(
+    member: Member,
+    target: List,
+    value_map: _ValueMap,
+    index: _TargetIndex,
+    action: str,
+    match: str,
+    result: BulkResult,
+) -> dict[str, str] | None:
+    """Copy one member; a problem (``{"field", "error"}``) when it was left alone."""
+    existing = index.find(member, match)
+    if existing is not None and action == "skip":
+        result.skipped += 1
+        return None
+    data = value_map.data(member)
+    if existing is None:
+        copy = Member(
+            list=target,
+            email=member.email,
+            mobile=member.mobile,
+            data=data,
+            status=member.status,
+            email_status=member.email_status,
+            mobile_status=member.mobile_status,
+            consent_source=member.consent_source,
+            consent_ip=member.consent_ip,
+            consent_at=member.consent_at,
+            consent_text=member.consent_text,
+        )
+        problem = _bulk_save(copy, value_map.target)
+        if problem is None:
+            index.put(copy)
+            result.copied += 1
+            optin_queue(copy)  # an unconfirmed member confirms the target list too
+        return problem
+    before = {name: getattr(existing, name) for name in _BULK_CHANGED}
+    index.drop(existing)
+    if action == "patch":
+        existing.email = existing.email or member.email
+        existing.mobile = existing.mobile or member.mobile
+        existing.data = {
+            **data,
+            **{k: v for k, v in existing.data.items() if v not in (None, "", [])},
+        }
+    else:
+        existing.email, existing.mobile, existing.data = member.email, member.mobile, data
+    problem = _bulk_save(existing, value_map.target)
+    if problem is not None:
+        for name, value in before.items():  # as it still is in the database
+            setattr(existing, name, value)
+    elif action == "patch":
+        result.patched += 1
+    else:
+        result.updated += 1
+    index.put(existing)
+    return problem
+
+
+def _bulk_save(member: Member, schema: ListSchema) -> dict[str, str] | None:
+    """Check the target's rules and save; a problem instead of an exception, so that one
+    member does not stop the others."""
+    for name, field in schema.fields.items():
+        present = getattr(member, name) if name in COLUMN_FIELDS else member.data.get(name)
+        if field.required and present in (None, "", []):
+            return {"field": name, "error": "the target list requires this field"}
+    policy = schema.member_list.policy
+    member.email_key = member.email if policy.unique_email and member.email else None
+    member.mobile_key = member.mobile if policy.unique_mobile and member.mobile else None
+    member.updated_at = timezone.now()
+    try:
+        _save(member)
+    except MemberError as error:
+        return {"field": error.field or "", "error": error.message}
+    return None

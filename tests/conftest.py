@@ -6,7 +6,14 @@ of A), Mallory is the account manager of A, Root is a main admin.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -131,3 +138,93 @@ def smtp_server(settings):
     settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
     yield SmtpSink("127.0.0.1", port, handler.messages)
     controller.stop()
+
+
+@dataclass
+class LiveWorker:
+    """The worker process of ``live_worker``: its queue and its log."""
+
+    queue: str
+    log: Path
+
+    def send(self, task: Any, *args: Any) -> None:
+        """Queue ``task(*args)`` for this worker."""
+        task.apply_async(args=args, queue=self.queue)
+
+    def route(self, monkeypatch: pytest.MonkeyPatch, *tasks: Any) -> None:
+        """Make the code under test queue these tasks (their ``delay``) for this worker."""
+        for task in tasks:
+            monkeypatch.setattr(
+                task, "delay", lambda *a, _t=task, **kw: _t.apply_async(a, kw, queue=self.queue)
+            )
+
+    def position(self) -> int:
+        """Where the log ends now; ``output(since=…)`` reads what came after."""
+        return self.log.stat().st_size
+
+    def output(self, since: int = 0) -> str:
+        with self.log.open("rb") as handle:
+            handle.seek(since)
+            return handle.read().decode(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def live_worker(
+    django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveWorker]:
+    """A real Celery worker process, started once for the session on the test database.
+
+    It consumes only a queue of its own (pid and a random part in the name), so test runs
+    side by side never take each other's tasks; send to it with ``send`` or ``route``.
+    At the end it is stopped and its queue's keys are deleted from Redis. Tests that use it
+    write committed data: ``@pytest.mark.django_db(transaction=True)``.
+    """
+    from django.conf import settings
+    from django.db import connection
+
+    db = connection.settings_dict
+    queue = f"test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    log = tmp_path_factory.mktemp("celery-worker") / "worker.log"
+    command = [sys.executable, "-m", "celery", "--app", "heyloyalty", "worker"]
+    command += ["--pool", "solo", "--without-mingle", "--without-gossip", "--without-heartbeat"]
+    command += ["--loglevel", "WARNING", "--queues", queue, "--hostname", f"{queue}@%h"]
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            command,
+            cwd=Path(__file__).resolve().parent.parent,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={
+                **os.environ,
+                "PYTHONUNBUFFERED": "1",
+                "DATABASE_URL": f"postgres://{db['USER']}:{db.get('PASSWORD') or ''}@"
+                f"{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            },
+        )
+    try:
+        yield LiveWorker(queue, log)
+    finally:
+        _stop(worker)
+        _forget_queue(settings.REDIS_URL, queue)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()  # Celery's warm shutdown: the task in hand ends first
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _forget_queue(redis_url: str, queue: str) -> None:
+    """Delete what the broker keeps for the queue (its list, priority lists, binding)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"*{queue}*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()

@@ -13,6 +13,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from accounts.services import apikey_create
+from campaigns.services import campaign_create
 from heyloyalty.api import urls as api_urls
 from members import services
 from members.models import Import
@@ -33,6 +34,9 @@ API_ROUTES: dict[str, Callable[[Any], str] | None] = {
     ),
     r"^loyalty/v1/lists/(?P<list_id>\d+)/members/upsert/?$": lambda o: (
         f"/loyalty/v1/lists/{o.list.pk}/members/upsert"
+    ),
+    r"^loyalty/v1/lists/(?P<list_id>\d+)/members/bulk/(?P<action>copy|move)/?$": lambda o: (
+        f"/loyalty/v1/lists/{o.list.pk}/members/bulk/move"
     ),
     r"^loyalty/v1/lists/(?P<list_id>\d+)/members/(?P<member_id>[^/]+)/?$": lambda o: (
         f"/loyalty/v1/lists/{o.list.pk}/members/{o.member.pk}"
@@ -60,6 +64,31 @@ API_ROUTES: dict[str, Callable[[Any], str] | None] = {
     ),
     r"^loyalty/v2/lists/members/byfield/?$": None,
     r"^loyalty/v2/lists/(?P<list_id>\d+)/?$": lambda o: f"/loyalty/v2/lists/{o.list.pk}",
+    r"^loyalty/v1/campaigns/?$": None,
+    r"^loyalty/v1/campaigns/(?P<campaign_id>\d+)/?$": lambda o: (
+        f"/loyalty/v1/campaigns/{o.campaign.pk}"
+    ),
+    r"^loyalty/v1/campaigns/(?P<campaign_id>\d+)/send/?$": lambda o: (
+        f"/loyalty/v1/campaigns/{o.campaign.pk}/send"
+    ),
+    r"^loyalty/v1/campaigns/(?P<campaign_id>\d+)/pause/?$": lambda o: (
+        f"/loyalty/v1/campaigns/{o.campaign.pk}/pause"
+    ),
+    r"^loyalty/v1/campaigns/(?P<campaign_id>\d+)/resume/?$": lambda o: (
+        f"/loyalty/v1/campaigns/{o.campaign.pk}/resume"
+    ),
+    r"^loyalty/v1/campaigns/(?P<campaign_id>\d+)/cancel/?$": lambda o: (
+        f"/loyalty/v1/campaigns/{o.campaign.pk}/cancel"
+    ),
+    r"^loyalty/v1/campaigns/(?P<campaign_id>\d+)/deliveries/?$": lambda o: (
+        f"/loyalty/v1/campaigns/{o.campaign.pk}/deliveries"
+    ),
+    r"^loyalty/v1/campaigns/(?P<campaign_id>\d+)/test/?$": lambda o: (
+        f"/loyalty/v1/campaigns/{o.campaign.pk}/test"
+    ),
+    r"^loyalty/v1/campaigns/(?P<campaign_id>\d+)/preview/?$": lambda o: (
+        f"/loyalty/v1/campaigns/{o.campaign.pk}/preview"
+    ),
     r"^(loyalty|reseller|tools)(/.*)?$": None,
 }
 
@@ -76,6 +105,9 @@ DASHBOARD_ROUTES = {
     "api-docs": "public",
     "admin-password-change": "public",
     "optin_confirm": "public",
+    # The recipient's pages: a signed token names one member, no account is chosen.
+    "unsubscribe": "public",
+    "unsubscribe_preferences": "public",
     "accounts:api_keys": "scoped",
     "accounts:api_key_revoke": "object",
     "members:lists": "scoped",
@@ -97,6 +129,21 @@ DASHBOARD_ROUTES = {
     "members:segment_edit": "object",
     "members:segment_delete": "object",
     "members:segment_export": "object",
+    "campaigns:list": "scoped",
+    "campaigns:create": "scoped",
+    "campaigns:preview": "scoped",
+    "campaigns:detail": "object",
+    "campaigns:edit": "object",
+    "campaigns:test": "object",
+    "campaigns:send": "object",
+    "campaigns:status": "object",
+    "campaigns:pause": "object",
+    "campaigns:resume": "object",
+    "campaigns:cancel": "object",
+    "campaigns:unschedule": "object",
+    "campaigns:resend": "object",
+    "campaigns:duplicate": "object",
+    "campaigns:delete": "object",
 }
 
 
@@ -115,6 +162,9 @@ class AliceObjects:
         self.webhook, _ = webhook_create(
             member_list=self.list, url="https://alice.example.com/hook", events=["subscribe"]
         )
+        self.campaign = campaign_create(
+            account=personas.account_a, name="Alice secret campaign", list_ids=[self.list.pk]
+        )
 
 
 def _names(resolver: URLResolver, prefix: str = "") -> set[str]:
@@ -123,6 +173,8 @@ def _names(resolver: URLResolver, prefix: str = "") -> set[str]:
         if isinstance(pattern, URLResolver):
             if pattern.app_name == "admin":
                 continue  # the admin panel has its own scoping tests (tests/accounts)
+            if pattern.app_name == "anymail":
+                continue  # ESP webhooks: basic auth, no account (tests/campaigns/test_bounces)
             ns = f"{prefix}{pattern.namespace}:" if pattern.namespace else prefix
             names |= _names(pattern, ns)
         elif isinstance(pattern, URLPattern) and pattern.name:
@@ -172,6 +224,26 @@ def test_carol_gets_404_from_every_api_operation_on_alices_objects(personas: Per
     assert alice.segment.name == "Alice secret segment"
     alice.webhook.refresh_from_db()
     assert alice.webhook.url == "https://alice.example.com/hook"
+    alice.campaign.refresh_from_db()
+    assert (alice.campaign.name, alice.campaign.status) == ("Alice secret campaign", "draft")
+    assert all(c["id"] != alice.campaign.pk for c in carol.get("campaigns").json()["campaigns"])
+
+
+def test_alice_cannot_copy_or_move_members_to_carols_list(personas: Personas):
+    alice = AliceObjects(personas)
+    carols_list = services.list_create(account=personas.account_b, name="Carol's list")
+    api_key, secret = apikey_create(account=personas.account_a, name="alice")
+    api = Api(api_key.key, secret)
+    for action in ("copy", "move"):
+        response = api.json(
+            "POST",
+            f"lists/{alice.list.pk}/members/bulk/{action}",
+            {"listId": carols_list.pk, "members": [str(alice.member.pk)]},
+        )
+        assert response.status_code == 404, (action, response.content)
+        assert response.json()["code"] == 404
+    assert not carols_list.members.exists()
+    assert alice.list.members.filter(pk=alice.member.pk).exists()
 
 
 @pytest.mark.parametrize("name", [n for n, kind in DASHBOARD_ROUTES.items() if kind == "scoped"])
@@ -184,11 +256,14 @@ def test_carols_dashboard_shows_nothing_of_alice(client, personas: Personas, nam
     assert page.status_code == 200
     assert "Alice secret list" not in page.text
     assert "Account A Bakery" not in page.text
+    assert "Alice secret campaign" not in page.text
 
 
 def _object_kwargs(name: str, alice: AliceObjects, key_id: int) -> dict[str, Any]:
     if name == "accounts:api_key_revoke":
         return {"key_id": key_id}
+    if name.startswith("campaigns:"):
+        return {"campaign_id": alice.campaign.pk}
     kwargs: dict[str, Any] = {"list_id": alice.list.pk}
     if name.startswith("members:import_") and name != "members:import_start":
         kwargs["import_id"] = alice.job.pk
@@ -214,3 +289,6 @@ def test_carol_gets_404_from_every_dashboard_page_of_alices_objects(client, pers
     alice.member.refresh_from_db()
     alice_key.refresh_from_db()
     assert alice_key.revoked_at is None
+    alice.campaign.refresh_from_db()  # neither deleted, copied, nor sent
+    assert alice.campaign.status == "draft"
+    assert alice.campaign.account.campaigns.count() == 1

@@ -7,7 +7,6 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import lru_cache
 from typing import Any
 
 import redis
@@ -25,6 +24,7 @@ from accounts.services import apikey_touch
 from heyloyalty import keys
 from heyloyalty.api.signature import SignatureError, verify
 from heyloyalty.net import client_ip
+from heyloyalty.redis_client import redis_client
 
 log = logging.getLogger("heyloyalty.api")
 
@@ -76,15 +76,8 @@ def _record_use(api_key: ApiKey) -> None:
     api_key.last_used_at = now  # recorded by us or, within the minute, by another process
 
 
-@lru_cache(maxsize=4)
-def _redis_for(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url)
-
-
 def _redis() -> redis.Redis:
-    """A client shared by the process (thread-safe, pooled). Django's cache makes a new
-    client object per call, which costs more than the command itself."""
-    return _redis_for(settings.REDIS_URL)
+    return redis_client()
 
 
 @dataclass(frozen=True)

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from members.imports import import_mail_report, import_run
 from members.models import Import, Member
 from tests.api.conftest import BOUNDARY, Api, php_query
-
-BASE = Path(__file__).resolve().parent.parent.parent
+from tests.conftest import LiveWorker
 
 
 @pytest.fixture(autouse=True)
@@ -156,62 +151,27 @@ def test_the_error_report_is_mailed_to_send_errors_to(alice_api: Api, shop_list,
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_real_worker_runs_a_queued_import(live_personas, settings, tmp_path, monkeypatch):
+def test_a_real_worker_runs_a_queued_import(live_personas, live_worker: LiveWorker, monkeypatch):
     from accounts.services import apikey_create
     from members import services
     from members.tasks import run_import
 
-    # A queue of this test's own, so no other run's leftovers reach this worker.
-    queue = f"test-import-{os.getpid()}"
-    monkeypatch.setattr(
-        run_import, "delay", lambda job_id: run_import.apply_async(args=(job_id,), queue=queue)
-    )
+    live_worker.route(monkeypatch, run_import)
+    start = live_worker.position()
     member_list = services.list_create(account=live_personas.account_a, name="Worker list")
     api_key, secret = apikey_create(account=live_personas.account_a, name="w")
     api = Api(api_key.key, secret)
-    db = connection.settings_dict
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "--app",
-            "heyloyalty",
-            "worker",
-            "--pool",
-            "solo",
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel",
-            "WARNING",
-            "--queues",
-            queue,
-        ],
-        cwd=BASE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={
-            **os.environ,
-            "IMPORT_DIR": str(settings.IMPORT_DIR),
-            "DATABASE_URL": f"postgres://{db['USER']}:{db.get('PASSWORD') or ''}@{db['HOST']}:"
-            f"{db['PORT']}/{db['NAME']}",
-        },
-    )
-    try:
-        rows = "".join(f"w{i}@example.dk,{i}\n" for i in range(500))
-        response = upload(api, member_list.pk, f"email,firstname\n{rows}".encode(), {})
-        assert response.status_code == 202
-        path = f"lists/{member_list.pk}/imports/{response.json()['id']}"
-        deadline = time.monotonic() + 60
+    rows = "".join(f"w{i}@example.dk,{i}\n" for i in range(500))
+    response = upload(api, member_list.pk, f"email,firstname\n{rows}".encode(), {})
+    assert response.status_code == 202
+    path = f"lists/{member_list.pk}/imports/{response.json()['id']}"
+    deadline = time.monotonic() + 60
+    body = api.get(path).json()
+    while body["status"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.2)
         body = api.get(path).json()
-        while body["status"] in ("queued", "running") and time.monotonic() < deadline:
-            time.sleep(0.2)
-            body = api.get(path).json()
-        assert body["status"] == "done", body
-        assert body["created"] == 500
-        assert Member.objects.filter(list=member_list).count() == 500
-    finally:
-        worker.terminate()
-        output, _ = worker.communicate(timeout=30)
+    output = live_worker.output(since=start)
+    assert body["status"] == "done", (body, output)
+    assert body["created"] == 500
+    assert Member.objects.filter(list=member_list).count() == 500
     assert "Traceback" not in output, output

@@ -9,6 +9,8 @@ from django.db import transaction
 
 from accounts import services
 from accounts.models import Account, ManagerAccess, Role, User
+from campaigns.models import Campaign
+from campaigns.services import campaign_create, sender_domain_add, sender_domain_verify
 from heyloyalty.commands import OperationsCommand
 from members.models import List
 from members.services import MemberData, list_create, members_add
@@ -37,6 +39,17 @@ DEMO_LOGINS = [
 DEMO_ACCOUNT = "Demo Shop ApS"
 DEMO_LIST = "Newsletter"
 DEMO_MEMBERS = 1000
+DEMO_DOMAIN = "example.com"
+DEMO_CAMPAIGN = "Spring newsletter"
+DEMO_HTML = """<!doctype html>
+<html><body style="font-family: Arial, sans-serif; color: #1c2024">
+<h1>Hej {{ firstname | default: "ven" }}!</h1>
+<p>Spring has arrived at Demo Shop, and so has our new collection.</p>
+<p><a href="https://example.com/spring">See the spring collection</a></p>
+<p style="font-size: 12px; color: #50565c">You get this because you are on our newsletter.
+<a href="{{ unsubscribe_url }}">Unsubscribe</a>.</p>
+</body></html>
+"""
 
 FIRST = [
     "Anna",
@@ -121,6 +134,7 @@ class Command(OperationsCommand):
         if member_list is None:
             member_list = list_create(account=account, name=DEMO_LIST)
             members_add(member_list=member_list, members=demo_members(DEMO_MEMBERS))
+        campaign = _demo_campaign(account, member_list)
         result = {
             "url": settings.PUBLIC_URL + "/",
             "admin_url": settings.PUBLIC_URL + "/admin/",
@@ -130,6 +144,7 @@ class Command(OperationsCommand):
                 "name": member_list.name,
                 "members": member_list.members.count(),
             },
+            "campaign": {"id": campaign.pk, "name": campaign.name, "status": campaign.status},
             "logins": [
                 {"role": str(login["role"]), "email": login["email"], "password": login["password"]}
                 for login in DEMO_LOGINS
@@ -151,3 +166,19 @@ class Command(OperationsCommand):
             password=login["password"],
             must_change_password=False,
         )
+
+
+def _demo_campaign(account: Account, member_list: List) -> Campaign:
+    """A verified sender domain and one draft ready to send to the demo list."""
+    domain = sender_domain_add(account=account, domain=DEMO_DOMAIN, verified=True)
+    sender_domain_verify(sender_domain=domain, verified=True)
+    return Campaign.objects.filter(account=account, name=DEMO_CAMPAIGN).first() or campaign_create(
+        account=account,
+        name=DEMO_CAMPAIGN,
+        subject='Spring is here, {{ firstname | default: "friend" }}',
+        preheader="Our new collection has arrived",
+        from_name="Demo Shop",
+        from_email=f"news@{DEMO_DOMAIN}",
+        html=DEMO_HTML,
+        list_ids=[member_list.pk],
+    )

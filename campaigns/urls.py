@@ -1,0 +1,25 @@
+from django.urls import path
+
+from campaigns import views
+
+app_name = "campaigns"
+
+CAMPAIGN = "campaigns/<int:campaign_id>"
+
+urlpatterns = [
+    path("campaigns/", views.campaigns, name="list"),
+    path("campaigns/new/", views.campaign_create, name="create"),
+    path("campaigns/preview/", views.campaign_preview, name="preview"),
+    path(f"{CAMPAIGN}/", views.campaign_detail, name="detail"),
+    path(f"{CAMPAIGN}/edit/", views.campaign_edit, name="edit"),
+    path(f"{CAMPAIGN}/test/", views.campaign_test, name="test"),
+    path(f"{CAMPAIGN}/send/", views.campaign_send, name="send"),
+    path(f"{CAMPAIGN}/status/", views.campaign_status, name="status"),
+    path(f"{CAMPAIGN}/pause/", views.campaign_pause, name="pause"),
+    path(f"{CAMPAIGN}/resume/", views.campaign_resume, name="resume"),
+    path(f"{CAMPAIGN}/cancel/", views.campaign_cancel, name="cancel"),
+    path(f"{CAMPAIGN}/unschedule/", views.campaign_unschedule, name="unschedule"),
+    path(f"{CAMPAIGN}/resend/", views.campaign_resend, name="resend"),
+    path(f"{CAMPAIGN}/duplicate/", views.campaign_duplicate, name="duplicate"),
+    path(f"{CAMPAIGN}/delete/", views.campaign_delete, name="delete"),
+]
