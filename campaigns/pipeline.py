@@ -32,6 +32,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import User
 from campaigns.errors import CampaignError
@@ -39,7 +40,6 @@ from campaigns.message import build_mime, make_message_id
 from campaigns.models import (
     Campaign,
     CampaignStatus,
-    CampaignTarget,
     Delivery,
     DeliveryStatus,
     Link,
@@ -152,27 +152,13 @@ def campaign_resend(*, campaign: Campaign, user: User | None = None) -> Campaign
     """A new draft copy aimed at the recipients of `campaign` who did not receive it."""
     if campaign.status not in (CampaignStatus.SENT, CampaignStatus.CANCELLED):
         raise CampaignError({"status": "only a finished campaign can be sent again"})
+    from campaigns.services import campaign_duplicate
+
     with transaction.atomic():
-        copy = Campaign.objects.create(
-            account_id=campaign.account_id,
-            name=f"{campaign.name} (again)"[:200],
-            subject=campaign.subject,
-            preheader=campaign.preheader,
-            from_name=campaign.from_name,
-            from_email=campaign.from_email,
-            reply_to=campaign.reply_to,
-            html=campaign.html,
-            text=campaign.text,
-            tracking=campaign.tracking,
-            resend_of=campaign,
-            created_by=user,
-        )
-        CampaignTarget.objects.bulk_create(
-            CampaignTarget(
-                campaign=copy, list_id=t.list_id, segment_id=t.segment_id, exclude=t.exclude
-            )
-            for t in campaign.targets.all()
-        )
+        copy = campaign_duplicate(campaign=campaign, user=user)
+        copy.name = (_("%(name)s (again)") % {"name": campaign.name})[:200]
+        copy.resend_of = campaign
+        copy.save(update_fields=["name", "resend_of"])
     return copy
 
 
@@ -228,7 +214,7 @@ def _queue_deliver(campaign_id: int, count: int) -> None:
     from campaigns.tasks import deliver
 
     def queue() -> None:
-        for _ in range(count):
+        for _turn in range(count):
             deliver.delay(campaign_id)
 
     transaction.on_commit(queue)

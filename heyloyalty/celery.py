@@ -4,10 +4,9 @@ import os
 
 from celery import Celery
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "heyloyalty.settings")
-
-# After the line above: the schedule reads the settings.
 from heyloyalty.schedule import BEAT_SCHEDULE
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "heyloyalty.settings")
 
 app = Celery("heyloyalty")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -7,7 +7,7 @@ names a thin task that calls one service; the task must be harmless to run twice
 from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
+from heyloyalty import env
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "accounts.clear_expired_sessions": {
@@ -17,6 +17,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # Restarts sends whose worker died, starts scheduled campaigns that are due.
     "campaigns.reap": {
         "task": "campaigns.tasks.reap",
-        "schedule": timedelta(seconds=settings.SEND_REAPER_SECONDS),
+        # From the environment, not the settings: importing the Celery app must not
+        # load the settings (the dev launcher imports it before .env exists).
+        "schedule": timedelta(seconds=env.get_int("SEND_REAPER_SECONDS", 15)),
     },
 }

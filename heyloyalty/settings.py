@@ -265,7 +265,7 @@ SEND_TASK_SECONDS = env.get_int("SEND_TASK_SECONDS", 2)
 SEND_CLAIM_LEASE_SECONDS = env.get_int("SEND_CLAIM_LEASE_SECONDS", 120)
 # A sending campaign with no sign of life for this long is restarted by the reaper.
 SEND_STALL_SECONDS = env.get_int("SEND_STALL_SECONDS", 60)
-SEND_REAPER_SECONDS = env.get_int("SEND_REAPER_SECONDS", 15)
+# SEND_REAPER_SECONDS: how often the reaper runs, read by heyloyalty/schedule.py.
 # Waits after a relay's 4xx, one per attempt; all far below the broker's visibility timeout.
 SEND_RETRY_DELAYS = [int(s) for s in env.get_list("SEND_RETRY_DELAYS", "60,300,900,1800")]
 # This many refused recipients in a row pause the campaign and tell its owner.

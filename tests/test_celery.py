@@ -1,7 +1,11 @@
 """Celery: configuration, the beat schedule, and a real worker process running a task."""
 
+import os
+import subprocess
+import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -11,6 +15,8 @@ from django.utils import timezone
 from heyloyalty.celery import app
 from heyloyalty.schedule import BEAT_SCHEDULE
 from tests.conftest import LiveWorker
+
+BASE = Path(__file__).resolve().parent.parent
 
 
 def test_celery_speaks_json_only_and_bounds_run_time():
@@ -49,3 +55,16 @@ def test_a_real_worker_runs_a_scheduled_task(live_worker: LiveWorker):
     output = live_worker.output(since=start)
     assert not Session.objects.exists(), f"the worker did not run the task:\n{output}"
     assert "Traceback" not in output, output
+
+
+def test_importing_the_project_does_not_load_the_settings():
+    """`make run` imports the package to write .env before any setting can be read."""
+    code = (
+        "import django.conf, heyloyalty, heyloyalty.celery; print(django.conf.settings.configured)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=BASE, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

@@ -222,3 +222,23 @@ def test_nothing_listening_is_the_relay_being_down(settings):
     answer = SmtpTransport().send(_message())
     assert answer.outcome is Outcome.RELAY_DOWN
     assert "unavailable" in answer.reason
+
+
+def test_with_an_esp_configured_the_message_goes_through_anymail_with_its_delivery_id(
+    settings, mailoutbox
+):
+    from campaigns.transport import DjangoTransport, new_transport
+
+    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
+    transport = new_transport()
+    assert isinstance(transport, DjangoTransport)
+    message = _message()
+    message.delivery_id = 7
+    message.headers = [("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
+    assert transport.send(message).outcome is Outcome.ACCEPTED
+    [sent] = mailoutbox
+    assert sent.to == ["ann@example.net"]
+    assert sent.metadata == {"delivery_id": "7"}  # the bounce webhook finds the row by it
+    assert sent.envelope_sender == "bounces+x@shop.example"
+    assert sent.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert sent.alternatives[0][1] == "text/html"
