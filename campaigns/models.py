@@ -53,8 +53,16 @@ class SenderDomain(models.Model):
         return self.domain
 
 
+class CampaignKind(models.TextChoices):
+    CAMPAIGN = "campaign", _("Campaign")
+    # One step of an autoresponder: its content, sent through the same ledger and
+    # pipeline; it stays "sending" while the autoresponder is on and never finishes.
+    AUTORESPONDER = "autoresponder", _("Autoresponder step")
+
+
 class Campaign(models.Model):
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="campaigns")
+    kind = models.CharField(max_length=16, choices=CampaignKind.choices, default="campaign")
     name = models.CharField(_("name"), max_length=200)
     subject = models.CharField(_("subject"), max_length=255, blank=True)
     preheader = models.CharField(_("preheader"), max_length=255, blank=True)
@@ -171,6 +179,9 @@ class Delivery(models.Model):
         Member, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
     )
     email = models.CharField(max_length=254)
+    # Empty for a campaign. For an autoresponder step, what this mail answers (a date
+    # trigger's year, a signup's time…): one message per person and occurrence.
+    occurrence = models.CharField(max_length=64, blank=True, default="")
     status = models.CharField(
         max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.QUEUED
     )
@@ -184,7 +195,9 @@ class Delivery(models.Model):
     class Meta:
         verbose_name_plural = _("deliveries")
         constraints = [
-            models.UniqueConstraint(fields=["campaign", "email"], name="delivery_unique_email")
+            models.UniqueConstraint(
+                fields=["campaign", "email", "occurrence"], name="delivery_unique_email"
+            )
         ]
         indexes = [
             # The claim: the campaign's waiting rows in id order.

@@ -39,6 +39,7 @@ from campaigns.errors import CampaignError
 from campaigns.message import build_mime, make_message_id
 from campaigns.models import (
     Campaign,
+    CampaignKind,
     CampaignStatus,
     Delivery,
     DeliveryStatus,
@@ -210,6 +211,12 @@ def _queue_prepare(campaign_id: int) -> None:
     transaction.on_commit(lambda: prepare.delay(campaign_id))
 
 
+def deliveries_added(*, campaign_id: int) -> None:
+    """Rows were added to a sending campaign (an autoresponder step's trigger fired):
+    queue senders after commit. Rows whose next_attempt_at lies ahead wait for it."""
+    _queue_deliver(campaign_id, 1)
+
+
 def _queue_deliver(campaign_id: int, count: int) -> None:
     from campaigns.tasks import deliver
 
@@ -244,10 +251,11 @@ def campaign_prepare(*, campaign_id: int) -> None:
                 # `sql` is the ORM's own, with every value a parameter.
                 cursor.execute(
                     f"""INSERT INTO campaigns_delivery
-                            (campaign_id, member_id, email, status, attempts, claimed_by, error)
-                        SELECT %s, r.id, r.address, 'queued', 0, '', ''
+                            (campaign_id, member_id, email, occurrence, status, attempts,
+                             claimed_by, error)
+                        SELECT %s, r.id, r.address, '', 'queued', 0, '', ''
                         FROM ({sql}) AS r(id, address)
-                        ON CONFLICT (campaign_id, email) DO NOTHING""",  # noqa: S608
+                        ON CONFLICT (campaign_id, email, occurrence) DO NOTHING""",  # noqa: S608
                     [campaign.pk, *params],
                 )
                 recipients = cursor.rowcount
@@ -306,6 +314,8 @@ def campaign_finish(*, campaign_id: int) -> bool:
         campaign = Campaign.objects.select_for_update().filter(pk=campaign_id).first()
         if campaign is None or campaign.status != CampaignStatus.SENDING:
             return False
+        if campaign.kind == CampaignKind.AUTORESPONDER:
+            return False  # an autoresponder's step keeps sending while it is on
         counts = _counts(campaign.pk)
         if counts.get(DeliveryStatus.QUEUED, 0) or counts.get(DeliveryStatus.SENDING, 0):
             return False
@@ -386,6 +396,10 @@ def campaigns_reap() -> dict[str, int]:
             ).update(heartbeat_at=now):
                 continue  # another reaper got there first
             restarted += 1
+            if campaign.kind == CampaignKind.AUTORESPONDER:
+                if _due(campaign.pk).exists():
+                    _queue_deliver(campaign.pk, 1)
+                continue
             if campaign.prepared_at is None:
                 _queue_prepare(campaign.pk)
                 continue
@@ -400,6 +414,14 @@ def campaigns_reap() -> dict[str, int]:
                 _finish_after_commit(campaign.pk)
     started = campaigns_start_due()
     return {"released": released, "restarted": restarted, "started": started}
+
+
+def _due(campaign_id: int) -> QuerySet[Delivery]:
+    return Delivery.objects.filter(
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=timezone.now()),
+        campaign_id=campaign_id,
+        status=DeliveryStatus.QUEUED,
+    )
 
 
 def _finish_after_commit(campaign_id: int) -> None:

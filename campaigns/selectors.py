@@ -19,6 +19,7 @@ from campaigns.models import (
     Bounce,
     BounceKind,
     Campaign,
+    CampaignKind,
     CampaignStatus,
     CampaignTarget,
     Delivery,
@@ -64,7 +65,7 @@ class MergeFields:
 
 def campaigns_for_account(*, account: Account, status: str | None = None) -> QuerySet[Campaign]:
     """The account's campaigns, newest first."""
-    campaigns = Campaign.objects.filter(account=account)
+    campaigns = Campaign.objects.filter(account=account, kind=CampaignKind.CAMPAIGN)
     if status:
         if status not in CampaignStatus.values:
             raise CampaignError({"status": _unknown_status(status, CampaignStatus.values)})

@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from campaigns import tokens
 from campaigns.message import build_mime, dkim_sign, make_message_id
-from campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus
+from campaigns.models import Campaign, CampaignKind, CampaignStatus, Delivery, DeliveryStatus
 from campaigns.pipeline import campaign_finish, compile_for, from_header
 from campaigns.templating import CompiledCampaign
 from campaigns.transport import Answer, Outcome, Outgoing, shared_transport
@@ -420,6 +420,8 @@ def _next_turn(campaign: Campaign) -> None:
     ):
         deliver.delay(campaign.pk)
         return
+    if campaign.kind == CampaignKind.AUTORESPONDER:
+        return  # rows due later are picked up by the trigger job (deliveries_added)
     later = (
         pending.filter(status=DeliveryStatus.QUEUED)
         .order_by("next_attempt_at")
