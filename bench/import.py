@@ -30,18 +30,14 @@ import os
 import random
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import psutil  # type: ignore[import-untyped]
@@ -50,13 +46,27 @@ import psycopg2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script, bench/ is sys.path[0]; we need the project
 
-VENV_BIN = Path(sys.executable).parent
-PG = "postgres://postgres@127.0.0.1:5432"
+from bench.common import (  # noqa: E402
+    PG,
+    VENV_BIN,
+    CpuAccount,
+    RssSampler,
+    checkpoint,
+    drop_database,
+    free_port,
+    interrupted,
+    manage,
+    print_logs,
+    process,
+    recreate_database,
+    stepper,
+    wait_for,
+)
+
 TARGET_ROWS_PER_S = 30_000
 TARGET_RATIO = 0.4
 TARGET_RSS_MB = 300
 POLL_SECONDS = 0.25  # often enough to time to ~1%, rare enough not to load the 2 cores
-SAMPLE_SECONDS = 0.2
 
 FIRST = ["Søren", "Åse", "Mette", "Jens", "Bjørn", "Ærling", "Sofie", "Mads", "Ida", "Lærke"]
 LAST = ["Hansen", "Jørgensen", "Møller", "Sørensen", "Kjær", "Østergaard", "Bæk", "Hansen, jr."]
@@ -129,33 +139,6 @@ def write_csv(path: Path, rows: int, seed: int = 3) -> Plan:
 
 
 # -------------------------------------------------------------------------- the database
-
-
-def recreate_database(name: str) -> None:
-    """Ours alone: dropped and made again so every run starts from the same state."""
-    connection = psycopg2.connect(f"{PG}/postgres")
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    connection.close()
-
-
-def drop_database(name: str) -> None:
-    connection = psycopg2.connect(f"{PG}/postgres")
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    connection.close()
-
-
-def checkpoint(dsn: str) -> None:
-    """Flush dirty pages first, so neither timed phase pays for the other's writes."""
-    connection = psycopg2.connect(dsn)
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute("CHECKPOINT")
-    connection.close()
 
 
 def raw_copy(dsn: str, path: Path) -> float:
@@ -242,59 +225,6 @@ def check_members(plan: Plan, tenant: Tenant) -> list[str]:
 # ------------------------------------------------------------------------- the processes
 
 
-def free_port(preferred: int) -> int:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", preferred))
-        except OSError:
-            probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def process(
-    name: str, command: list[str], env: dict[str, str], logs: Path
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Start a process in its own group and stop that group (and only it) on the way out."""
-    log = (logs / f"{name}.log").open("wb")
-    child = subprocess.Popen(  # noqa: S603 - our own argv, no shell
-        command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    try:
-        yield child
-    finally:
-        _stop(child)
-        log.close()
-
-
-def _stop(child: subprocess.Popen[bytes]) -> None:
-    """TERM the group we made; KILL it if it lingers (a worker mid-task would wait)."""
-    for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
-        if child.poll() is not None:
-            return
-        try:
-            os.killpg(child.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            child.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def wait_for(
-    check: Callable[[], bool], what: str, timeout: float, child: subprocess.Popen[bytes]
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            raise RuntimeError(f"{what}: the process exited with {child.returncode}")
-        if check():
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"{what}: not ready after {timeout:.0f} s")
-
-
 def web_is_up(port: int) -> bool:
     try:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
@@ -302,111 +232,6 @@ def web_is_up(port: int) -> bool:
         return connection.getresponse().status == 200
     except OSError:
         return False
-
-
-class RssSampler(threading.Thread):
-    """Peak resident memory of a process and its children, sampled in the background."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.process = psutil.Process(pid)
-        self.peak = self.last = 0
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(SAMPLE_SECONDS):
-            try:
-                members = [self.process, *self.process.children(recursive=True)]
-                self.last = sum(p.memory_info().rss for p in members)
-            except psutil.Error:
-                continue  # a child came or went between the two calls
-            self.peak = max(self.peak, self.last)
-
-    def reset(self) -> None:
-        self.peak = self.last
-
-
-class CpuAccount(threading.Thread):
-    """CPU seconds spent during a run: by the import's processes, and by everyone else.
-
-    The machine is shared, so a time is worth as much as the quiet it was measured in; the
-    import's own CPU seconds stay comparable between runs when the quiet does not. Others
-    are all busy time less ours: the worker, the web server (each with its children), this
-    script, and PostgreSQL's own processes and backends on our database. A backend may end
-    before the run does (the worker closes its connection after the task), so we look every
-    second and keep what each process had used when last seen.
-    """
-
-    def __init__(self, dsn: str, database: str, worker: int, web: int) -> None:
-        super().__init__(daemon=True)
-        self.database = database
-        self.postmaster = _postmaster(dsn)
-        self.roots = {"worker": worker, "web": web, "bench": os.getpid()}
-        self.busy = 0.0
-        self.before: dict[int, tuple[str, float]] = {}
-        self.seen: dict[int, tuple[str, float]] = {}
-        self.lock = threading.Lock()
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(1.0):
-            self._look()
-
-    def begin(self) -> None:
-        with self.lock:
-            self.busy, self.before = _busy_seconds(), self._ours()
-            self.seen = dict(self.before)
-
-    def end(self) -> dict[str, float]:
-        self._look()
-        busy = _busy_seconds() - self.busy
-        spent = dict.fromkeys([*self.roots, "postgres"], 0.0)
-        with self.lock:
-            for pid, (kind, cpu) in self.seen.items():
-                spent[kind] += cpu - self.before.get(pid, (kind, 0.0))[1]
-        spent["others"] = max(0.0, busy - sum(spent.values()))
-        return spent
-
-    def _look(self) -> None:
-        ours = self._ours()
-        with self.lock:
-            self.seen.update(ours)
-
-    def _ours(self) -> dict[int, tuple[str, float]]:
-        found: dict[int, tuple[str, float]] = {}
-        for proc in psutil.process_iter(["pid", "ppid", "cmdline", "cpu_times"]):
-            kind = self._kind(proc.info["pid"], proc.info["ppid"], proc.info["cmdline"] or [])
-            times = proc.info["cpu_times"]
-            if kind and times is not None:
-                found[proc.info["pid"]] = (kind, times.user + times.system)
-        return found
-
-    def _kind(self, pid: int, ppid: int, cmdline: list[str]) -> str | None:
-        for kind, root in self.roots.items():
-            if root in (pid, ppid):
-                return kind
-        title = " ".join(cmdline)
-        if ppid != self.postmaster:
-            return None
-        session = "(" in title or "[local]" in title or "autovacuum worker" in title
-        return "postgres" if not session or f" {self.database} " in f"{title} " else None
-
-
-def _postmaster(dsn: str) -> int:
-    """The pid of the PostgreSQL server we use (the machine may run others)."""
-    connection = psycopg2.connect(dsn)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            (backend,) = cursor.fetchone() or (0,)
-        return int(psutil.Process(backend).ppid())  # while the backend lives
-    finally:
-        connection.close()
-
-
-def _busy_seconds() -> float:
-    times = psutil.cpu_times()
-    return float(times.user + times.nice + times.system + times.irq + times.softirq)
 
 
 # ------------------------------------------------------------------------- the client
@@ -558,10 +383,6 @@ def report(plan: Plan, result: Result, copy_s: float) -> list[str]:
 # ------------------------------------------------------------------------------- main
 
 
-def _interrupted(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # so every `finally` below runs on a plain `kill` too
-
-
 def _environment(database: str, redis: str, queue: str, work: Path, port: int) -> dict[str, str]:
     """The processes' settings: production mode, our database, queue and import dir."""
     return {
@@ -579,12 +400,6 @@ def _environment(database: str, redis: str, queue: str, work: Path, port: int) -
     }
 
 
-def _print_logs(logs: Path) -> None:
-    for log in sorted(logs.glob("*.log")):
-        tail = log.read_text(errors="replace").splitlines()[-25:]
-        print(f"\n--- last lines of {log.name}", *tail, sep="\n", file=sys.stderr)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -595,7 +410,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--keep-database", action="store_true")
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
 
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-import-")))
@@ -607,7 +422,7 @@ def main() -> int:
         try:
             return _run(args, env, work, logs, port, stack)
         except BaseException:
-            _print_logs(logs)
+            print_logs(logs)
             raise
     return 1
 
@@ -621,13 +436,13 @@ def _run(
     stack: ExitStack,
 ) -> int:
     dsn = env["DATABASE_URL"]
-    step = _stepper()
+    step = stepper()
     if (busy := psutil.cpu_percent(interval=1.0)) > 10:
         step(f"warning: the machine is {busy:.0f}% busy before we start; that slows this run")
     recreate_database(args.database)
     if not args.keep_database:
         stack.callback(drop_database, args.database)
-    _manage(env, "migrate", "--no-input", "-v", "0")
+    manage(env, "migrate", "--no-input", "-v", "0")
     step(f"database {args.database} migrated")
     plan = write_csv(work / "members.csv", args.rows)
     step(f"wrote {args.rows:,} rows ({plan.path.stat().st_size / 2**20:.0f} MB)")
@@ -655,11 +470,6 @@ def _run(
     return 1 if failures else 0
 
 
-def _manage(env: dict[str, str], *command: str) -> None:
-    python = str(VENV_BIN / "python")
-    subprocess.run([python, "manage.py", *command], cwd=ROOT, env=env, check=True)  # noqa: S603
-
-
 def _start(
     queue: str, env: dict[str, str], logs: Path, port: int, stack: ExitStack
 ) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
@@ -682,16 +492,6 @@ def _start(
     wait_for(lambda: web_is_up(port), "gunicorn", 60, web)
     wait_for(lambda: " ready." in (logs / "worker.log").read_text(), "celery worker", 60, worker)
     return web, worker
-
-
-def _stepper() -> Callable[[str], None]:
-    """Progress lines with the time since start, so a slow set-up step shows itself."""
-    started = time.perf_counter()
-
-    def step(message: str) -> None:
-        print(f"[{time.perf_counter() - started:6.1f} s] {message}", flush=True)
-
-    return step
 
 
 if __name__ == "__main__":

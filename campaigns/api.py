@@ -282,17 +282,19 @@ class CampaignDeliveriesView(CampaignApiView):
         campaign = self.campaign(request, campaign_id)
         params = self.params(request)
         page, perpage = _page(params)
+        counts = selectors.delivery_counts(campaign=campaign)
         found = selectors.deliveries_for_campaign(
             campaign=campaign,
             status=str(params.get("status") or "") or None,
             page=page,
             perpage=perpage,
+            counts=counts,
         )
         tz = campaign.account.timezone
         return Response(
             {
                 "deliveries": [serializers.delivery_json(d, tz) for d in found.items],
-                "counts": selectors.delivery_counts(campaign=campaign),
+                "counts": counts,
                 "total": found.total,
                 "page": found.page,
                 "perpage": found.perpage,

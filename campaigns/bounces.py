@@ -16,13 +16,19 @@ from django.utils import timezone
 from accounts.models import Account
 from campaigns.models import Bounce, BounceKind, Campaign, Delivery
 from campaigns.unsubscribe import status_unless
-from members.models import Member, MemberStatus
+from members.models import Member, MemberStatus, WebhookEvent
+from members.webhook_delivery import webhook_lists, webhooks_emit_many
 
 # What each kind makes of a member, and the statuses it leaves alone because they say
 # as much or more (a complaint is not softened into a bounce).
 SUPPRESS: dict[str, tuple[MemberStatus, tuple[MemberStatus, ...]]] = {
     BounceKind.HARD: (MemberStatus.BOUNCED, (MemberStatus.BOUNCED, MemberStatus.COMPLAINED)),
     BounceKind.COMPLAINT: (MemberStatus.COMPLAINED, (MemberStatus.COMPLAINED,)),
+}
+# The webhook event of each kind that suppresses (heyloyalty-api.md §8).
+EVENTS = {
+    BounceKind.HARD: WebhookEvent.HARDBOUNCE,
+    BounceKind.COMPLAINT: WebhookEvent.SPAM_COMPLAINT,
 }
 
 
@@ -64,12 +70,15 @@ def bounce_record(
         reason=reason,
     )
     if kind in SUPPRESS:
-        _suppress(account, email, member_id, kind)
+        _suppress(account, email, member_id, kind, campaign_id)
     return bounce
 
 
-def _suppress(account: Account, email: str, member_id: object, kind: BounceKind) -> int:
-    """Every member of the account with the address (and the named one) gets the status.
+def _suppress(
+    account: Account, email: str, member_id: object, kind: BounceKind, campaign_id: int | None
+) -> int:
+    """Every member of the account with the address (and the named one) gets the status;
+    the lists with a webhook for it hear of each member that changed.
 
     Addresses are stored lower-case (members.fields.clean_email), so an exact match on
     the lower-cased address is the case-insensitive one and can use the list's index.
@@ -78,12 +87,24 @@ def _suppress(account: Account, email: str, member_id: object, kind: BounceKind)
     which = Q(email=email) if email else Q(pk__in=[])
     if member_id is not None:
         which |= Q(pk=member_id)
-    return (
-        Member.objects.filter(which, list__account=account, obscured_at__isnull=True)
-        .exclude(status__in=stronger, email_status__in=stronger)
-        .update(
-            status=status_unless("status", stronger, new),
-            email_status=status_unless("email_status", stronger, new),
-            updated_at=timezone.now(),
-        )
+    found = Member.objects.filter(which, list__account=account, obscured_at__isnull=True).exclude(
+        status__in=stronger, email_status__in=stronger
     )
+    hooked = webhook_lists(account_id=account.pk, event=EVENTS[kind])
+    told = (
+        list(found.filter(list_id__in=hooked).select_for_update().values_list("pk", flat=True))
+        if hooked
+        else []
+    )
+    changed = found.update(
+        status=status_unless("status", stronger, new),
+        email_status=status_unless("email_status", stronger, new),
+        updated_at=timezone.now(),
+    )
+    if told:
+        webhooks_emit_many(
+            event=EVENTS[kind],
+            members=Member.objects.filter(pk__in=told).select_related("list"),
+            extra={"campaign_id": campaign_id} if campaign_id else None,
+        )
+    return changed

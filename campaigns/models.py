@@ -273,3 +273,7 @@ class Unsubscribe(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} {self.member_id}"
+
+
+from campaigns.models_autoresponders import *  # noqa: E402, F403 - the models of autoresponders
+from campaigns.models_tracking import *  # noqa: E402, F403 - opens, clicks and their counters

@@ -14,6 +14,7 @@ from django.http import Http404
 from django.utils.translation import gettext as _
 
 from accounts.models import Account
+from campaigns import stats
 from campaigns.errors import CampaignError
 from campaigns.models import (
     Bounce,
@@ -277,16 +278,25 @@ def _unknown_status(status: str, known: list[str]) -> str:
 
 
 def deliveries_for_campaign(
-    *, campaign: Campaign, status: str | None = None, page: int = 1, perpage: int = 50
+    *,
+    campaign: Campaign,
+    status: str | None = None,
+    page: int = 1,
+    perpage: int = 50,
+    counts: dict[str, int] | None = None,
 ) -> DeliveryPage:
     """The campaign's recipients in the order they were written, one page of them,
-    optionally only those in one DeliveryStatus."""
+    optionally only those in one DeliveryStatus. ``counts`` (delivery_counts) spares
+    counting them again."""
     deliveries = Delivery.objects.filter(campaign=campaign)
     if status:
         if status not in DeliveryStatus.values:
             raise CampaignError({"status": _unknown_status(status, DeliveryStatus.values)})
         deliveries = deliveries.filter(status=status)
-    total = deliveries.count()
+    if counts is not None:
+        total = counts.get(status, 0) if status else sum(counts.values())
+    else:
+        total = deliveries.count()
     page = max(1, page)
     start = (page - 1) * perpage
     return DeliveryPage(
@@ -296,25 +306,36 @@ def deliveries_for_campaign(
 
 def delivery_counts(*, campaign: Campaign) -> dict[str, int]:
     """How many of the campaign's recipients are in each DeliveryStatus (every status
-    present, zero when none)."""
+    present, zero when none). Once the send is over they change no more: counted once
+    and kept with the campaign's statistics, so a report of a million recipients does
+    not count them on every view."""
     counts = dict.fromkeys(DeliveryStatus.values, 0)
+    kept = stats.kept_delivery_counts(campaign=campaign)
+    if kept is not None:
+        return {**counts, **kept}
     rows = Delivery.objects.filter(campaign=campaign).values("status").annotate(n=Count("id"))
     counts.update({row["status"]: row["n"] for row in rows})
+    stats.keep_delivery_counts(campaign=campaign, counts=counts)
     return counts
 
 
-def campaign_statistics(*, campaign: Campaign) -> dict[str, int]:
-    """What came back from a sent campaign. Opens and clicks come from the tracking
-    counters (their own issue) and are not counted here."""
+def campaign_statistics(*, campaign: Campaign) -> dict[str, int | float]:
+    """What came back from a campaign: bounces, complaints and unsubscribes (counted
+    from their rows, a few per thousand recipients), opens and clicks, people's and
+    machines' apart (from the tracking counters, campaigns/stats.py), and the rates."""
     bounces = dict(
         Bounce.objects.filter(campaign=campaign)
         .values("kind")
         .annotate(n=Count("id"))
         .values_list("kind", "n")
     )
-    return {
-        "hard_bounces": bounces.get(BounceKind.HARD, 0),
-        "soft_bounces": bounces.get(BounceKind.SOFT, 0),
-        "complaints": bounces.get(BounceKind.COMPLAINT, 0),
-        "unsubscribes": Unsubscribe.objects.filter(campaign=campaign).count(),
-    }
+    return stats.with_rates(
+        {
+            "sent": campaign.sent,
+            "hard_bounces": bounces.get(BounceKind.HARD, 0),
+            "soft_bounces": bounces.get(BounceKind.SOFT, 0),
+            "complaints": bounces.get(BounceKind.COMPLAINT, 0),
+            "unsubscribes": Unsubscribe.objects.filter(campaign=campaign).count(),
+            **stats.tracking_counts(campaign=campaign),
+        }
+    )

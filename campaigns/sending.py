@@ -34,6 +34,7 @@ from campaigns.transport import Answer, Outcome, Outgoing, shared_transport
 from campaigns.values import ValueMaker
 from members.models import SUPPRESSED, List, MemberStatus
 from members.schema import ListSchema
+from members.webhook_delivery import SentEvents
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,17 @@ class _Sender:
         self.rate = _RateLimiter(campaign.account_id)
         self.public_url = settings.PUBLIC_URL
         self.bounce_domain = getattr(settings, "BOUNCE_DOMAIN", "") or self.compiled.domain
+        self.goodbye = _is_goodbye(campaign)
+        self.sent_events = SentEvents(account_id=campaign.account_id, campaign_id=campaign.pk)
+
+    def may_mail(self, row: _Row) -> bool:
+        """Active members only; an "unsubscribed" autoresponder's goodbye also goes to
+        the member who just left. Bounced and complained never."""
+        if row.email_status in (MemberStatus.BOUNCED, MemberStatus.COMPLAINED):
+            return False
+        if self.goodbye:
+            return row.status in (MemberStatus.ACTIVE, MemberStatus.UNSUBSCRIBED)
+        return row.status == MemberStatus.ACTIVE and row.email_status not in SUPPRESSED
 
     def maker(self, list_id: int) -> ValueMaker:
         maker = self.makers.get(list_id)
@@ -202,15 +214,20 @@ class _Sender:
         return message
 
     def send_rows(self, rows: list[_Row]) -> None:
-        """Each row marked as soon as the relay answers for it."""
+        """Each row marked as soon as the relay answers for it; the batch's 'sent' webhook
+        events, if a list wants them, written together at the end."""
+        self.sent_events.batch_start()  # from memory (a query every few seconds at most)
+        try:
+            self._send_rows(rows)
+        finally:
+            if self.sent_events.rows:
+                self.sent_events.flush()
+
+    def _send_rows(self, rows: list[_Row]) -> None:
         for index, row in enumerate(rows):
             try:
                 self.check_status()
-                if (
-                    row.list_id is None
-                    or row.status != MemberStatus.ACTIVE
-                    or row.email_status in SUPPRESSED
-                ):
+                if row.list_id is None or not self.may_mail(row):
                     _mark(row, DeliveryStatus.CANCELLED, "the member left the list before sending")
                     continue
                 self.rate.take()
@@ -226,6 +243,8 @@ class _Sender:
     def record(self, row: _Row, answer: Answer) -> None:
         if answer.outcome is Outcome.ACCEPTED:
             _mark(row, DeliveryStatus.SENT, "")
+            if row.list_id in self.sent_events.lists:  # a 'sent' webhook: usually none
+                self.sent_events.rows.append(row)
             self.sent += 1
             self.failures_in_row = 0
             return
@@ -248,6 +267,17 @@ class _Sender:
         if self.failures_in_row >= settings.SEND_FAILURES_IN_ROW:
             _pause_for_failures(self.campaign, self.failures_in_row, answer.reason)
             raise _Stop
+
+
+def _is_goodbye(campaign: Campaign) -> bool:
+    """The step of an autoresponder that answers an unsubscribe."""
+    if campaign.kind != CampaignKind.AUTORESPONDER:
+        return False
+    from campaigns.models_autoresponders import AutoresponderStep, TriggerKind
+
+    return AutoresponderStep.objects.filter(
+        campaign=campaign, autoresponder__trigger=TriggerKind.UNSUBSCRIBED
+    ).exists()
 
 
 class _RelayDown(Exception):

@@ -59,7 +59,7 @@ def campaign_json(
     *,
     targets: Targets,
     progress: Progress,
-    statistics: dict[str, int],
+    statistics: dict[str, int | float],
     problems: dict[str, str] | None,
 ) -> dict[str, Any]:
     """One campaign with everything: content, targets, progress and statistics.
@@ -158,10 +158,31 @@ class CampaignListSerializer(serializers.Serializer):
 class StatisticsSerializer(serializers.Serializer):
     sent = serializers.IntegerField()
     failed = serializers.IntegerField()
+    delivered = serializers.IntegerField(help_text="Sent, less hard and soft bounces.")
     hard_bounces = serializers.IntegerField()
     soft_bounces = serializers.IntegerField()
     complaints = serializers.IntegerField()
     unsubscribes = serializers.IntegerField()
+    opens = serializers.IntegerField(help_text="Opens by people, every one.")
+    unique_opens = serializers.IntegerField(
+        help_text="Messages a person opened (a click counts as an open)."
+    )
+    clicks = serializers.IntegerField(help_text="Clicks by people, every one.")
+    unique_clicks = serializers.IntegerField(help_text="Messages in which a person clicked.")
+    machine_opens = serializers.IntegerField(
+        help_text="Opens by machines: mail privacy proxies, prefetching at delivery."
+    )
+    unique_machine_opens = serializers.IntegerField()
+    machine_clicks = serializers.IntegerField(help_text="Clicks by link scanners and robots.")
+    unique_machine_clicks = serializers.IntegerField()
+    open_rate = serializers.FloatField(help_text="unique_opens of delivered, in percent.")
+    click_rate = serializers.FloatField(help_text="unique_clicks of delivered, in percent.")
+    click_to_open_rate = serializers.FloatField(help_text="unique_clicks of unique_opens, %.")
+    machine_open_rate = serializers.FloatField()
+    machine_click_rate = serializers.FloatField()
+    bounce_rate = serializers.FloatField(help_text="Hard and soft bounces of sent, in percent.")
+    unsubscribe_rate = serializers.FloatField()
+    complaint_rate = serializers.FloatField()
 
 
 class CampaignSerializer(CampaignSummarySerializer):

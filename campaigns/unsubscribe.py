@@ -18,7 +18,8 @@ from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from campaigns.models import Campaign, Unsubscribe
-from members.models import Member, MemberStatus
+from members.models import Member, MemberStatus, WebhookEvent
+from members.webhook_delivery import webhooks_emit
 
 # Statuses that receive campaigns; only these can be unsubscribed.
 RECEIVING = (MemberStatus.ACTIVE, MemberStatus.UNCONFIRMED)
@@ -59,17 +60,24 @@ def member_unsubscribe(*, member: Member, campaign_id: int | None, source: str) 
     if not changed:
         return False
     account_id = member.list.account_id
+    credited = _campaign_id(account_id, campaign_id)
     # created_at equals the member's updated_at: preferences_update reads that as "the
     # last change to this member was its own unsubscribe".
     Unsubscribe.objects.create(
         account_id=account_id,
-        campaign_id=_campaign_id(account_id, campaign_id),
+        campaign_id=credited,
         member_id=member.pk,
         list_id=member.list_id,
         source=source[:32],
         created_at=now,
     )
     member.refresh_from_db(fields=["status", "email_status", "updated_at"])
+    webhooks_emit(
+        member_list_id=member.list_id,
+        event=WebhookEvent.UNSUBSCRIBE,
+        members=[member],
+        extra={"campaign_id": credited} if credited else None,
+    )
     return True
 
 

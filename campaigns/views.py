@@ -17,12 +17,13 @@ from django.views.decorators.http import require_POST
 
 from accounts.access import customer_view
 from accounts.models import Account, User
-from campaigns import pipeline, selectors, services
+from campaigns import pipeline, selectors, services, stats
 from campaigns.errors import CampaignError
 from campaigns.forms import CampaignForm, DeliveryFilterForm, SendForm, TestSendForm
 from campaigns.models import ACTIVE_STATES, Campaign, CampaignStatus, DeliveryStatus
 from campaigns.selectors import Targets
 from campaigns.serializers import counter_progress
+from campaigns.stats_chart import campaign_charts
 from campaigns.templating import TemplateError, template_check
 
 PAGE_SIZE = 50
@@ -337,13 +338,14 @@ def campaign_detail(request: HttpRequest, account: Account, campaign_id: int) ->
     form = DeliveryFilterForm(request.GET or None)
     status = form.cleaned_data["status"] if form.is_valid() else ""
     page = request.GET.get("page", "1")
+    counts = selectors.delivery_counts(campaign=campaign)
     deliveries = selectors.deliveries_for_campaign(
         campaign=campaign,
         status=status or None,
         page=int(page) if page.isdigit() else 1,
         perpage=PAGE_SIZE,
+        counts=counts,
     )
-    counts = selectors.delivery_counts(campaign=campaign)
     query = request.GET.copy()
     query.pop("page", None)
     return _in_account_time(
@@ -356,6 +358,8 @@ def campaign_detail(request: HttpRequest, account: Account, campaign_id: int) ->
             "counts": counts,
             "undelivered": sum(counts[s] for s in UNDELIVERED),
             "statistics": selectors.campaign_statistics(campaign=campaign),
+            "links": stats.campaign_links(campaign=campaign),
+            "charts": campaign_charts(campaign=campaign),
             "targets": selectors.campaign_target_rows(campaign=campaign),
             "deliveries": deliveries,
             "form": form,

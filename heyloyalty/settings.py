@@ -274,6 +274,21 @@ SEND_FAILURES_IN_ROW = env.get_int("SEND_FAILURES_IN_ROW", 50)
 SEND_RATE_PER_ACCOUNT = env.get_int("SEND_RATE_PER_ACCOUNT", 0)
 SEND_RATE_RELAY = env.get_int("SEND_RATE_RELAY", 0)
 
+# Outbound webhooks (members/webhook_delivery.py). Waits before each retry of a failed
+# delivery, kept in the database (next_attempt_at) and picked up by a beat job, so they
+# may exceed the broker's visibility timeout; the last try comes after the last wait.
+WEBHOOK_RETRY_DELAYS = [
+    int(s) for s in env.get_list("WEBHOOK_RETRY_DELAYS", "60,300,1800,7200,21600")
+]
+WEBHOOK_TIMEOUT_SECONDS = env.get_int("WEBHOOK_TIMEOUT_SECONDS", 5)  # the whole request
+# This many failed tries in a row switch a webhook off and tell its owners.
+WEBHOOK_FAILURES_TO_DISABLE = env.get_int("WEBHOOK_FAILURES_TO_DISABLE", 10)
+# Private, loopback and link-local targets are refused, at create and at connect time,
+# unless this is on: for a receiver on your own machine in development and tests only.
+WEBHOOK_ALLOW_PRIVATE = env.get_bool("WEBHOOK_ALLOW_PRIVATE", False)
+WEBHOOK_LOG_DAYS = env.get_int("WEBHOOK_LOG_DAYS", 30)  # finished deliveries kept this long
+# WEBHOOK_BEAT_SECONDS: how often due retries are picked up, read by heyloyalty/schedule.py.
+
 # REST API
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

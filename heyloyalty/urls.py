@@ -27,6 +27,8 @@ urlpatterns = [
     path("optin/<str:token>/", members_views.optin_confirm, name="optin_confirm"),
     # Recipients: unsubscribe and preferences (/u/<token>); ESP tracking webhooks.
     path("", include("campaigns.public_urls")),
+    # Recipients: the open pixel (/o/<token>.gif) and tracked links (/c/<token>).
+    path("", include("campaigns.tracking_urls")),
     path("anymail/", include("anymail.urls")),
     path("", include("members.urls")),
     path("", include("campaigns.urls")),

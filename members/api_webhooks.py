@@ -1,9 +1,10 @@
-"""Webhook subscriptions in the Heyloyalty API (heyloyalty-api.md §5.6, H1 to H4).
+"""Webhook subscriptions in the Heyloyalty API (heyloyalty-api.md §5.6, H1 to H4), and
+our additions: each webhook's delivery log and replay from it.
 
 The PHP client (``HLWebhooks``) posts ``url``, ``contact_email`` and ``webhookTriggers``
-(multipart on POST, urlencoded on PUT). Webhooks are stored now; delivery is a later
-issue. Every list is looked up through the calling key's account and every webhook
-through its list, so another account's ids answer 404.
+(multipart on POST, urlencoded on PUT). Every list is looked up through the calling key's
+account, every webhook through its list and every delivery through its webhook, so
+another account's ids answer 404.
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from heyloyalty.api.base import ApiView
-from heyloyalty.api.params import ParamError, Params, to_bool, to_list
-from members import selectors, webhooks
-from members.models import List, Webhook, WebhookEvent
+from heyloyalty.api.params import ParamError, Params, to_bool, to_int, to_list
+from members import selectors, webhook_delivery, webhooks
+from members.models import List, Webhook, WebhookDelivery, WebhookDeliveryStatus, WebhookEvent
 from members.serializers import stamp
 
 JSON = OpenApiTypes.OBJECT
@@ -37,8 +38,26 @@ value (`webhookTriggers[open]=1`) also enables it; a JSON list of names works to
 unknown name that is enabled answers 400.
 
 A webhook is `{{id, list_id, url, contact_email, active, webhookTriggers: {{name: 0|1}},
-events, created_at, updated_at}}`. Create answers 201 `{{id, secret}}`: the secret that
-will sign deliveries (HMAC), shown only this once.
+events, failures_in_row, disabled_at, disabled_reason, created_at, updated_at}}`. Create
+answers 201 `{{id, secret}}`: the secret that signs deliveries, shown only this once.
+After WEBHOOK_FAILURES_TO_DISABLE (10) failed tries in a row a webhook is switched off
+(`active` 0, `disabled_at` and `disabled_reason` set) and its owners and `contact_email`
+are mailed once; PUT `active=1` switches it on again and sends what waited.
+
+**Delivery.** Each event is an HTTP POST of raw JSON (heyloyalty-api.md §8):
+`{{"member_id", "list_id", "type", "signature", "member": {{"id", "fields": {{…every
+field of the list…}}, "status": {{"status", "email", "mobile"}}}}}}`, plus `campaign_id`
+for `sent`, `open` and `click` (and for `unsubscribe`, `hardbounce` and `spamComplaint`
+when a campaign caused them) and the link's `url` for `click`. Any 2xx is delivered.
+Anything else, a redirect (never followed) or no answer within WEBHOOK_TIMEOUT_SECONDS
+(5) is retried after WEBHOOK_RETRY_DELAYS (1 min, 5 min, 30 min, 2 h, 6 h). A webhook's
+events go out one at a time, in the order they happened.
+
+**Signatures.** `signature` = hex `md5(member_id + list_id + type + secret)` (the strings
+concatenated), for Heyloyalty compatibility. Check the header instead:
+`X-Heyloyalty-Signature: t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>." + raw body)>`;
+compare in constant time and refuse a `t` more than a few minutes old. Also sent:
+`X-Heyloyalty-Event` (the type) and `X-Heyloyalty-Delivery` (the delivery's id in the log).
 """
 
 PHP_EXAMPLE = OpenApiExample(
@@ -62,8 +81,31 @@ def webhook_json(webhook: Webhook) -> dict[str, Any]:
         "active": webhook.active,
         "webhookTriggers": {e: int(e in webhook.events) for e in WebhookEvent.values},
         "events": list(webhook.events),
+        "failures_in_row": webhook.failures_in_row,
+        "disabled_at": stamp(webhook.disabled_at, tz),
+        "disabled_reason": webhook.disabled_reason or None,
         "created_at": stamp(webhook.created_at, tz),
         "updated_at": stamp(webhook.updated_at, tz),
+    }
+
+
+def delivery_json(delivery: WebhookDelivery, tz: str) -> dict[str, Any]:
+    pending = delivery.status == WebhookDeliveryStatus.PENDING
+    return {
+        "id": delivery.pk,
+        "event": delivery.event,
+        "status": delivery.status,
+        "member_id": str(delivery.member_id) if delivery.member_id else None,
+        "attempts": delivery.attempts,
+        "next_attempt_at": stamp(delivery.next_attempt_at, tz) if pending else None,
+        "response_status": delivery.response_status,
+        "response_body": delivery.response_body or None,
+        "error": delivery.error or None,
+        "duration_ms": delivery.duration_ms,
+        "replay_of": delivery.replay_of,
+        "created_at": stamp(delivery.created_at, tz),
+        "delivered_at": stamp(delivery.delivered_at, tz),
+        "payload": delivery.payload,
     }
 
 
@@ -184,3 +226,70 @@ class WebhookDetailView(ApiView):
     def delete(self, request: Request, list_id: str, webhook_id: str) -> Response:
         webhooks.webhook_delete(webhook=self._webhook(request, list_id, webhook_id))
         return Response(status=204)
+
+
+MAX_PERPAGE = 500
+
+
+def _webhook(view: ApiView, request: Request, list_id: str, webhook_id: str) -> Webhook:
+    member_list = selectors.list_get(account=view.account(request), list_id=list_id)
+    return selectors.webhook_get(member_list=member_list, webhook_id=webhook_id)
+
+
+class WebhookDeliveriesView(ApiView):
+    @extend_schema(
+        operation_id="webhooks_deliveries",
+        summary="A webhook's delivery log, newest first, paged (our addition)",
+        description="Each delivery: `{id, event, status (pending, delivered, failed), "
+        "member_id, attempts, next_attempt_at, response_status, response_body (the first "
+        "1000 characters), error, duration_ms, replay_of, created_at, delivered_at, "
+        "payload}`. `payload` is the body as sent, without its `signature` (computed "
+        "when sent). Finished deliveries stay in the log for WEBHOOK_LOG_DAYS (30).",
+        parameters=[
+            OpenApiParameter("page", int),
+            OpenApiParameter("perpage", int, description=f"1 to {MAX_PERPAGE}, default 50"),
+            OpenApiParameter("status", str, enum=WebhookDeliveryStatus.values),
+        ],
+        responses={200: JSON, 400: JSON, 404: JSON},
+    )
+    def get(self, request: Request, list_id: str, webhook_id: str) -> Response:
+        webhook = _webhook(self, request, list_id, webhook_id)
+        params = self.params(request)
+        page = max(1, to_int(params.get("page", 1), field="page"))
+        perpage = to_int(params.get("perpage", 50), field="perpage")
+        if not 1 <= perpage <= MAX_PERPAGE:
+            raise ParamError(f"perpage must be between 1 and {MAX_PERPAGE}", field="perpage")
+        status = str(params.get("status") or "")
+        if status and status not in WebhookDeliveryStatus.values:
+            allowed = ", ".join(WebhookDeliveryStatus.values)
+            raise ParamError(f"status must be one of {allowed}", field="status")
+        found = webhook_delivery.webhook_deliveries(webhook=webhook, status=status or None)
+        start = (page - 1) * perpage
+        tz = webhook.list.timezone
+        return Response(
+            {
+                "deliveries": [delivery_json(d, tz) for d in found[start : start + perpage]],
+                "total": found.count(),
+                "page": page,
+                "perpage": perpage,
+            }
+        )
+
+
+class WebhookReplayView(ApiView):
+    @extend_schema(
+        operation_id="webhooks_delivery_replay",
+        summary="Send a delivery from the log again (our addition)",
+        description="A new delivery with the same event and payload, signed anew, queued "
+        "behind any that wait. Answers 202 `{id, status, replay_of}`; 400 while the webhook "
+        "is switched off.",
+        request=None,
+        responses={202: JSON, 400: JSON, 404: JSON},
+    )
+    def post(self, request: Request, list_id: str, webhook_id: str, delivery_id: str) -> Response:
+        webhook = _webhook(self, request, list_id, webhook_id)
+        delivery = webhook_delivery.webhook_delivery_get(webhook=webhook, delivery_id=delivery_id)
+        copy = webhooks.webhook_delivery_replay(delivery=delivery)
+        return Response(
+            {"id": copy.pk, "status": copy.status, "replay_of": delivery.pk}, status=202
+        )

@@ -59,6 +59,7 @@ from members.models import (
 )
 from members.schema import ListSchema
 from members.services import MemberError
+from members.webhook_delivery import webhooks_after_import
 
 log = logging.getLogger(__name__)
 
@@ -549,6 +550,13 @@ def _merge(job: Import, options: ImportOptions, stage: str, counts: Counts, repo
         if updated and not job.preview:
             data = "s.data" if options.empty_field else "m.data || s.data"
             other = "mobile" if key == "email" else "email"
+            _fields_changed(
+                cursor,
+                member_list.pk,
+                f'FROM "{stage}" s JOIN members_member m ON {match}',
+                data,
+                params,
+            )
             cursor.execute(
                 f'''UPDATE members_member m SET
                         data = {data},
@@ -579,6 +587,14 @@ def _merge(job: Import, options: ImportOptions, stage: str, counts: Counts, repo
             inserted = _insert_new(cursor, stage, key, policy, match, params)
             conflicts = created - inserted
             created = inserted
+            if inserted and options.trigger_autoresponder:
+                _autoresponders_trigger(member_list.pk, params["now"])
+            if inserted:
+                # Subscribe events for the new members (they share created_at), written in
+                # batches by a task of their own once this commits; only if a webhook wants them.
+                webhooks_after_import(
+                    import_id=job.pk, member_list=member_list, created_at=params["now"]
+                )
             if conflicts:
                 other = "mobile" if key == "email" else "email"
                 _error(
@@ -595,6 +611,25 @@ def _merge(job: Import, options: ImportOptions, stage: str, counts: Counts, repo
         resubscribed=resubscribed,
         skipped=len(in_file_duplicates) + (staged - created - updated),
     )
+
+
+def _fields_changed(
+    cursor: Any, list_id: int, source: str, data: str, params: dict[str, Any]
+) -> None:
+    """Before the UPDATE: the watched fields it changes, for the "field changed"
+    autoresponders (imported here, not at the top: members does not otherwise depend on
+    campaigns)."""
+    from campaigns.autoresponder_events import import_fields_changed
+
+    import_fields_changed(cursor, list_id=list_id, source=source, new_data=data, params=params)
+
+
+def _autoresponders_trigger(list_id: int, created_at: datetime) -> None:
+    """The import asked that its new members (all stamped ``created_at``) count as
+    subscribed for the list's autoresponders."""
+    from campaigns.autoresponder_events import import_members_trigger
+
+    import_members_trigger(list_id=list_id, members_created_at=created_at)
 
 
 def _insert_new(

@@ -289,8 +289,11 @@ class WebhookEvent(models.TextChoices):
 class Webhook(models.Model):
     """A subscription to a list's events: where to POST them and which ones.
 
-    Stored only for now; delivery (with the HMAC header made from the secret) comes later.
-    The secret is shown once, on create, and kept encrypted with the key ring.
+    The secret is shown once, on create, and kept encrypted with the key ring; it signs
+    every delivery (members/webhook_delivery.py). ``failures_in_row`` counts failed
+    attempts since the last success; at WEBHOOK_FAILURES_TO_DISABLE the webhook is
+    switched off (``active`` false, ``disabled_at`` and ``disabled_reason`` set) and its
+    owners are told once. Turning it on again clears all three.
     """
 
     list = models.ForeignKey(List, on_delete=models.CASCADE, related_name="webhooks")
@@ -299,6 +302,9 @@ class Webhook(models.Model):
     events = models.JSONField(_("events"), default=empty_list, blank=True)
     active = models.BooleanField(_("active"), default=True)
     secret_encrypted = models.TextField(editable=False)
+    failures_in_row = models.PositiveIntegerField(_("failures in a row"), default=0)
+    disabled_at = models.DateTimeField(_("disabled"), null=True, blank=True)
+    disabled_reason = models.TextField(_("why it was disabled"), blank=True)
     created_at = models.DateTimeField(_("created"), default=now)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -309,3 +315,77 @@ class Webhook(models.Model):
 
     def __str__(self) -> str:
         return self.url
+
+
+class WebhookDeliveryStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")  # waiting for its first try or a retry
+    DELIVERED = "delivered", _("Received")  # the receiver answered 2xx
+    FAILED = "failed", _("Failed")  # every try failed
+
+
+class WebhookDelivery(models.Model):
+    """One event for one webhook: the payload as it was when the event happened, and
+    the outcome of the last try. The webhook's log, and its outbox.
+
+    A webhook's pending deliveries go out oldest first, one at a time: a worker claims
+    a few at the head (``claimed_until``, a lease that outlives its tries), so events
+    about a member arrive in the order they happened, and a failed head holds back the
+    rest until its retry (``next_attempt_at``). ``origin`` names the bulk job that wrote
+    the row (``import:<id>``), unique per webhook and member, so a job run twice writes
+    each event once.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    webhook = models.ForeignKey(
+        Webhook, on_delete=models.CASCADE, related_name="deliveries", db_index=False
+    )
+    event = models.CharField(_("event"), max_length=16, choices=WebhookEvent.choices)
+    # Not a foreign key: the log outlives the member (a deleted member's unsubscribe).
+    member_id = models.UUIDField(null=True, blank=True)
+    origin = models.CharField(max_length=64, blank=True, default="")
+    payload = models.JSONField(_("payload"))
+    status = models.CharField(
+        _("status"),
+        max_length=16,
+        choices=WebhookDeliveryStatus.choices,
+        default=WebhookDeliveryStatus.PENDING,
+    )
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt"), default=now)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    response_status = models.PositiveSmallIntegerField(_("response status"), null=True, blank=True)
+    response_body = models.TextField(_("response"), blank=True)  # the first characters
+    error = models.TextField(_("error"), blank=True)
+    duration_ms = models.PositiveIntegerField(_("duration (ms)"), null=True, blank=True)
+    # The delivery this one replays. An id, not a foreign key: with no relation pointing
+    # at it, deleting a webhook (or pruning the log) is one DELETE, however long the log.
+    replay_of = models.BigIntegerField(_("replay of"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), default=now)
+    delivered_at = models.DateTimeField(_("delivered"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("webhook delivery")
+        verbose_name_plural = _("webhook deliveries")
+        ordering = ["-id"]
+        indexes = [
+            # The log, newest first; also the foreign key's index.
+            models.Index(fields=["webhook", "id"], name="webhookdelivery_log"),
+            # The outbox: a webhook's head, and the beat job's look at every head.
+            models.Index(
+                fields=["webhook", "id"],
+                name="webhookdelivery_pending",
+                condition=Q(status="pending"),
+            ),
+            # Pruning the log.
+            models.Index(fields=["created_at"], name="webhookdelivery_created"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["webhook", "member_id", "origin"],
+                name="webhookdelivery_unique_origin",
+                condition=~Q(origin=""),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} #{self.pk}"

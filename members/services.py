@@ -44,9 +44,11 @@ from members.models import (
     List,
     Member,
     MemberStatus,
+    WebhookEvent,
 )
 from members.optin import optin_queue
 from members.schema import ListSchema
+from members.webhook_delivery import webhooks_emit, webhooks_wanted
 
 
 class JSONRemoveKey(Func):
@@ -330,6 +332,18 @@ def _save(member: Member) -> Member:
     return member
 
 
+def _save_and_emit(member: Member, member_list: List, event: WebhookEvent) -> Member:
+    """``_save``, and the list's webhook event in the same transaction when a webhook of
+    the list wants it (known from memory: a list without webhooks pays nothing)."""
+    if not webhooks_wanted(member_list=member_list, event=event):
+        return _save(member)
+    member.list = member_list  # the same list, already loaded
+    with transaction.atomic():
+        _save(member)
+        webhooks_emit(member_list_id=member.list_id, event=event, members=[member])
+    return member
+
+
 def member_create(
     *,
     member_list: List,
@@ -347,7 +361,7 @@ def member_create(
     member.consent_ip = consent.ip
     member.consent_text = consent.text
     member.consent_at = timezone.now()
-    _save(member)
+    _save_and_emit(member, member_list, WebhookEvent.SUBSCRIBE)
     optin_queue(member)
     return member
 
@@ -363,14 +377,33 @@ def member_update(
     PATCH changes only what is sent. Updating an unsubscribed member through the API
     re-activates it, as Heyloyalty does; bounced and complained members stay so."""
     schema = schema or ListSchema.load(member.list, options=False)
+    before = dict(member.data)
     _apply(schema, member, values, replace=replace)
     if member.status == MemberStatus.UNSUBSCRIBED:
         member.status = member.email_status = MemberStatus.ACTIVE
-    return _save(member)
+    saved = _save_and_emit(member, schema.member_list, WebhookEvent.UPDATE)
+    _fields_changed(member, before)
+    return saved
+
+
+def _fields_changed(member: Member, before: dict[str, Any]) -> None:
+    """Tell the "field changed" autoresponders (campaigns/autoresponder_events.py; imported
+    here, not at the top: members does not otherwise depend on campaigns)."""
+    from campaigns.autoresponder_events import member_fields_changed
+
+    member_fields_changed(
+        list_id=member.list_id, member_id=member.pk, before=before, after=member.data
+    )
 
 
 @transaction.atomic
 def member_delete(*, member: Member) -> None:
+    if member.status in (MemberStatus.ACTIVE, MemberStatus.UNCONFIRMED):
+        # Clients delete to unsubscribe (Laravel's unsubscribe, Magento's delete by field):
+        # a list's webhook hears it as one, with the member as it was.
+        webhooks_emit(
+            member_list_id=member.list_id, event=WebhookEvent.UNSUBSCRIBE, members=[member]
+        )
     member.delete()
 
 
@@ -745,10 +778,12 @@ def _bulk_one(
     if problem is not None:
         for name, value in before.items():  # as it still is in the database
             setattr(existing, name, value)
-    elif action == "patch":
-        result.patched += 1
     else:
-        result.updated += 1
+        _fields_changed(existing, before["data"])
+        if action == "patch":
+            result.patched += 1
+        else:
+            result.updated += 1
     index.put(existing)
     return problem
 

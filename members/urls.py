@@ -54,4 +54,20 @@ urlpatterns = [
         views.segment_export,
         name="segment_export",
     ),
+    path("lists/<int:list_id>/webhooks/", views.webhooks_page, name="webhooks"),
+    path(
+        "lists/<int:list_id>/webhooks/<int:webhook_id>/",
+        views.webhook_detail,
+        name="webhook_detail",
+    ),
+    path(
+        "lists/<int:list_id>/webhooks/<int:webhook_id>/enable/",
+        views.webhook_enable,
+        name="webhook_enable",
+    ),
+    path(
+        "lists/<int:list_id>/webhooks/<int:webhook_id>/deliveries/<int:delivery_id>/replay/",
+        views.webhook_replay,
+        name="webhook_replay",
+    ),
 ]

@@ -16,13 +16,14 @@ from django.views.decorators.http import require_POST
 
 from accounts.access import customer_view
 from accounts.models import Account, User
-from members import selectors, services
+from campaigns.stats import member_timeline
+from members import selectors, services, webhook_delivery, webhooks
 from members.api import import_json
 from members.exports import csv_download
 from members.fields import FIXED_NAMES, FieldSpec
 from members.forms import CustomFieldForm, ImportForm, ListForm, MemberSearchForm
 from members.imports import ImportOptions, import_create, import_report_rows
-from members.models import Duplicates, Import, List, Member
+from members.models import Duplicates, Import, List, Member, Webhook, WebhookDeliveryStatus
 from members.schema import ListSchema
 from members.serializers import member_json
 from members.services import MemberError
@@ -161,6 +162,8 @@ def member_detail(
         )
     if member.updated_at and member.updated_at != member.created_at:
         history.append((member.updated_at, _("Last changed")))
+    # Mails received, opened and clicked, bounces and unsubscribes (campaigns/stats.py).
+    history += [(entry.at, entry.text) for entry in member_timeline(member=member)]
     return render(
         request,
         "members/member_detail.html",
@@ -514,3 +517,84 @@ def segment_delete(
     segment_services.segment_delete(segment=segment)
     messages.success(request, _("The segment %(name)s was deleted.") % {"name": segment.name})
     return redirect("members:segments", list_id=member_list.pk)
+
+
+# -- webhooks ---------------------------------------------------------------------------
+
+RECENT_DELIVERIES = 10
+
+
+def _webhook(account: Account, list_id: int, webhook_id: int) -> Webhook:
+    member_list = selectors.list_get(account=account, list_id=list_id)
+    return selectors.webhook_get(member_list=member_list, webhook_id=webhook_id)
+
+
+@customer_view()
+def webhooks_page(request: HttpRequest, account: Account, list_id: int) -> HttpResponse:
+    """The list's webhooks, each with its newest deliveries."""
+    member_list = selectors.list_get(account=account, list_id=list_id)
+    found = list(selectors.webhooks_for_list(member_list=member_list))
+    recent = webhook_delivery.webhooks_recent_deliveries(
+        webhooks=found, per_webhook=RECENT_DELIVERIES
+    )
+    return render(
+        request,
+        "members/webhooks.html",
+        {"list": member_list, "rows": [(w, recent[w.pk]) for w in found]},
+    )
+
+
+@customer_view()
+def webhook_detail(
+    request: HttpRequest, account: Account, list_id: int, webhook_id: int
+) -> HttpResponse:
+    """One webhook's whole log, newest first, paged, by status if asked."""
+    webhook = _webhook(account, list_id, webhook_id)
+    status = request.GET.get("status", "")
+    if status not in WebhookDeliveryStatus.values:
+        status = ""
+    log = webhook_delivery.webhook_deliveries(webhook=webhook, status=status or None)
+    page = Paginator(log, PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "members/webhooks_detail.html",
+        {
+            "list": webhook.list,
+            "webhook": webhook,
+            "page": page,
+            "status": status,
+            "statuses": WebhookDeliveryStatus.choices,
+        },
+    )
+
+
+@customer_view()
+@require_POST
+def webhook_replay(
+    request: HttpRequest, account: Account, list_id: int, webhook_id: int, delivery_id: int
+) -> HttpResponse:
+    webhook = _webhook(account, list_id, webhook_id)
+    delivery = webhook_delivery.webhook_delivery_get(webhook=webhook, delivery_id=delivery_id)
+    try:
+        copy = webhooks.webhook_delivery_replay(delivery=delivery)
+    except MemberError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(
+            request,
+            _("Delivery %(old)s will be sent again as delivery %(new)s.")
+            % {"old": delivery.pk, "new": copy.pk},
+        )
+    return redirect("members:webhook_detail", list_id=webhook.list_id, webhook_id=webhook.pk)
+
+
+@customer_view()
+@require_POST
+def webhook_enable(
+    request: HttpRequest, account: Account, list_id: int, webhook_id: int
+) -> HttpResponse:
+    """Switch a webhook on again; what waited for it is sent, in order."""
+    webhook = _webhook(account, list_id, webhook_id)
+    webhooks.webhook_update(webhook=webhook, active=True)
+    messages.success(request, _("The webhook is on again; waiting events are being sent."))
+    return redirect("members:webhook_detail", list_id=webhook.list_id, webhook_id=webhook.pk)

@@ -1,8 +1,8 @@
 """Every write to a list's webhooks (heyloyalty-api.md §5.6, §8).
 
-Webhooks are stored now and delivered by a later issue. Two things are settled here
-because they cannot wait for delivery: where a customer may point the server (never at
-our own network), and the signing secret, made once, shown once, kept encrypted.
+Where a customer may point the server (never at our own network), the signing secret
+(made once, shown once, kept encrypted), switching a webhook on and off, and replaying a
+delivery from its log. Emitting and sending are in members/webhook_delivery.py.
 """
 
 from __future__ import annotations
@@ -13,14 +13,17 @@ import socket
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import transaction
+from django.utils import timezone
 
 from heyloyalty import keys
 from members.fields import FieldValueError, clean_email
-from members.models import List, Webhook, WebhookEvent
+from members.models import List, Webhook, WebhookDelivery, WebhookEvent
 from members.services import MemberError
+from members.webhook_delivery import webhook_resume, webhooks_changed, webhooks_queue_send
 
 URL_MAX = 2000
 MAX_WEBHOOKS_PER_LIST = 25
@@ -50,7 +53,8 @@ def webhook_url_check(url: str) -> str:
 
     Only http(s), no credentials in the URL (they would sit in plain text at rest), and a
     public host: an internal one would let a customer make the server call our own
-    services (the database, Redis, the cloud metadata service).
+    services (the database, Redis, the cloud metadata service). WEBHOOK_ALLOW_PRIVATE
+    (development and tests) lets a local host through.
     """
     text = url.strip()
     if len(text) > URL_MAX:
@@ -64,7 +68,7 @@ def webhook_url_check(url: str) -> str:
         raise MemberError("url", "the url must be a complete http:// or https:// URL")
     if "@" in parts.netloc:
         raise MemberError("url", "the url must not carry a user name or password")
-    if _host_is_local(host):
+    if _host_is_local(host) and not settings.WEBHOOK_ALLOW_PRIVATE:
         raise MemberError("url", f"{host} is a private or local address; use a public one")
     try:
         URLValidator(schemes=["http", "https"])(text)
@@ -136,7 +140,16 @@ def webhook_create(
         active=active,
         secret_encrypted=keys.encrypt(secret),
     )
+    _changed(member_list.account_id)
     return webhook, secret
+
+
+def _changed(account_id: int) -> None:
+    """Writers of events in this process see the change now; others within seconds
+    (webhook_delivery.LOOKUP_SECONDS). Again after commit, in case a writer looked in
+    between and kept the old state."""
+    webhooks_changed(account_id=account_id)
+    transaction.on_commit(lambda: webhooks_changed(account_id=account_id))
 
 
 @transaction.atomic
@@ -148,7 +161,8 @@ def webhook_update(
     contact_email: str | None = None,
     active: bool | None = None,
 ) -> Webhook:
-    """Change what is given; the secret stays."""
+    """Change what is given; the secret stays. Switching on a webhook that was switched off
+    (by hand, or for failing) clears the failures and sends its waiting deliveries."""
     fields = ["updated_at"]
     if url is not None:
         webhook.url = webhook_url_check(url)
@@ -159,18 +173,48 @@ def webhook_update(
     if contact_email is not None:
         webhook.contact_email = _contact(contact_email)
         fields.append("contact_email")
+    resume = bool(active) and (not webhook.active or webhook.disabled_at is not None)
     if active is not None:
         webhook.active = active
         fields.append("active")
+    if resume:
+        webhook.failures_in_row = 0
+        webhook.disabled_at = None
+        webhook.disabled_reason = ""
+        fields += ["failures_in_row", "disabled_at", "disabled_reason"]
     webhook.save(update_fields=fields)
+    if resume:
+        webhook_resume(webhook=webhook)
+    _changed(webhook.list.account_id)
     return webhook
 
 
 @transaction.atomic
 def webhook_delete(*, webhook: Webhook) -> None:
-    webhook.delete()
+    account_id = webhook.list.account_id
+    webhook.delete()  # its log with it, in one DELETE (nothing refers to a delivery)
+    _changed(account_id)
+
+
+@transaction.atomic
+def webhook_delivery_replay(*, delivery: WebhookDelivery) -> WebhookDelivery:
+    """Send a delivery from the log again: a new delivery with the same event and payload
+    (signed anew, with the same secret), queued behind any waiting ones."""
+    webhook = delivery.webhook
+    if not webhook.active:
+        raise MemberError("webhook", "the webhook is switched off; switch it on to replay")
+    copy = WebhookDelivery.objects.create(
+        webhook=webhook,
+        event=delivery.event,
+        member_id=delivery.member_id,
+        payload=delivery.payload,
+        replay_of=delivery.pk,
+        created_at=timezone.now(),
+    )
+    webhooks_queue_send([webhook.pk])
+    return copy
 
 
 def webhook_secret(*, webhook: Webhook) -> str:
-    """The signing secret, for delivery (the HMAC header)."""
+    """The signing secret (the HMAC header and the body's md5 signature)."""
     return keys.decrypt(webhook.secret_encrypted)

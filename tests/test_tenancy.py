@@ -13,10 +13,11 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from accounts.services import apikey_create
+from campaigns.autoresponders import autoresponder_create, autoresponder_step_add
 from campaigns.services import campaign_create
 from heyloyalty.api import urls as api_urls
 from members import services
-from members.models import Import
+from members.models import Import, WebhookDelivery
 from members.segments import segment_create
 from members.selectors import Group
 from members.webhooks import webhook_create
@@ -44,6 +45,9 @@ API_ROUTES: dict[str, Callable[[Any], str] | None] = {
     r"^loyalty/v1/lists/(?P<list_id>\d+)/import/?$": lambda o: (
         f"/loyalty/v1/lists/{o.list.pk}/import"
     ),
+    r"^loyalty/v1/lists/(?P<list_id>\d+)/statistics/?$": lambda o: (
+        f"/loyalty/v1/lists/{o.list.pk}/statistics"
+    ),
     r"^loyalty/v1/lists/(?P<list_id>\d+)/imports/(?P<import_id>\d+)/?$": lambda o: (
         f"/loyalty/v1/lists/{o.list.pk}/imports/{o.job.pk}"
     ),
@@ -61,6 +65,13 @@ API_ROUTES: dict[str, Callable[[Any], str] | None] = {
     ),
     r"^loyalty/v1/lists/(?P<list_id>\d+)/webhooks/(?P<webhook_id>\d+)/?$": lambda o: (
         f"/loyalty/v1/lists/{o.list.pk}/webhooks/{o.webhook.pk}"
+    ),
+    r"^loyalty/v1/lists/(?P<list_id>\d+)/webhooks/(?P<webhook_id>\d+)/deliveries/?$": lambda o: (
+        f"/loyalty/v1/lists/{o.list.pk}/webhooks/{o.webhook.pk}/deliveries"
+    ),
+    r"^loyalty/v1/lists/(?P<list_id>\d+)/webhooks/(?P<webhook_id>\d+)/deliveries/"
+    r"(?P<delivery_id>\d+)/replay/?$": lambda o: (
+        f"/loyalty/v1/lists/{o.list.pk}/webhooks/{o.webhook.pk}/deliveries/{o.delivery.pk}/replay"
     ),
     r"^loyalty/v2/lists/members/byfield/?$": None,
     r"^loyalty/v2/lists/(?P<list_id>\d+)/?$": lambda o: f"/loyalty/v2/lists/{o.list.pk}",
@@ -86,6 +97,9 @@ API_ROUTES: dict[str, Callable[[Any], str] | None] = {
     r"^loyalty/v1/campaigns/(?P<campaign_id>\d+)/test/?$": lambda o: (
         f"/loyalty/v1/campaigns/{o.campaign.pk}/test"
     ),
+    r"^loyalty/v1/campaigns/(?P<campaign_id>\d+)/statistics/?$": lambda o: (
+        f"/loyalty/v1/campaigns/{o.campaign.pk}/statistics"
+    ),
     r"^loyalty/v1/campaigns/(?P<campaign_id>\d+)/preview/?$": lambda o: (
         f"/loyalty/v1/campaigns/{o.campaign.pk}/preview"
     ),
@@ -108,6 +122,9 @@ DASHBOARD_ROUTES = {
     # The recipient's pages: a signed token names one member, no account is chosen.
     "unsubscribe": "public",
     "unsubscribe_preferences": "public",
+    # The open pixel and tracked links: a signed token names one delivery.
+    "tracking_open": "public",
+    "tracking_click": "public",
     "accounts:api_keys": "scoped",
     "accounts:api_key_revoke": "object",
     "members:lists": "scoped",
@@ -129,6 +146,10 @@ DASHBOARD_ROUTES = {
     "members:segment_edit": "object",
     "members:segment_delete": "object",
     "members:segment_export": "object",
+    "members:webhooks": "object",
+    "members:webhook_detail": "object",
+    "members:webhook_enable": "object",
+    "members:webhook_replay": "object",
     "campaigns:list": "scoped",
     "campaigns:create": "scoped",
     "campaigns:preview": "scoped",
@@ -144,6 +165,17 @@ DASHBOARD_ROUTES = {
     "campaigns:resend": "object",
     "campaigns:duplicate": "object",
     "campaigns:delete": "object",
+    "campaigns:autoresponders": "scoped",
+    "campaigns:autoresponder_create": "scoped",
+    "campaigns:autoresponder_detail": "object",
+    "campaigns:autoresponder_edit": "object",
+    "campaigns:autoresponder_activate": "object",
+    "campaigns:autoresponder_deactivate": "object",
+    "campaigns:autoresponder_delete": "object",
+    "campaigns:autoresponder_step_create": "object",
+    "campaigns:autoresponder_step_edit": "object",
+    "campaigns:autoresponder_step_test": "object",
+    "campaigns:autoresponder_step_delete": "object",
 }
 
 
@@ -162,9 +194,16 @@ class AliceObjects:
         self.webhook, _ = webhook_create(
             member_list=self.list, url="https://alice.example.com/hook", events=["subscribe"]
         )
+        self.delivery = WebhookDelivery.objects.create(
+            webhook=self.webhook, event="subscribe", payload={"secret": "Alice's member"}
+        )
         self.campaign = campaign_create(
             account=personas.account_a, name="Alice secret campaign", list_ids=[self.list.pk]
         )
+        self.autoresponder = autoresponder_create(
+            account=personas.account_a, member_list=self.list, name="Alice secret autoresponder"
+        )
+        self.step = autoresponder_step_add(autoresponder=self.autoresponder, subject="Hej")
 
 
 def _names(resolver: URLResolver, prefix: str = "") -> set[str]:
@@ -224,6 +263,7 @@ def test_carol_gets_404_from_every_api_operation_on_alices_objects(personas: Per
     assert alice.segment.name == "Alice secret segment"
     alice.webhook.refresh_from_db()
     assert alice.webhook.url == "https://alice.example.com/hook"
+    assert list(alice.webhook.deliveries.all()) == [alice.delivery]  # nothing replayed
     alice.campaign.refresh_from_db()
     assert (alice.campaign.name, alice.campaign.status) == ("Alice secret campaign", "draft")
     assert all(c["id"] != alice.campaign.pk for c in carol.get("campaigns").json()["campaigns"])
@@ -257,11 +297,17 @@ def test_carols_dashboard_shows_nothing_of_alice(client, personas: Personas, nam
     assert "Alice secret list" not in page.text
     assert "Account A Bakery" not in page.text
     assert "Alice secret campaign" not in page.text
+    assert "Alice secret autoresponder" not in page.text
 
 
 def _object_kwargs(name: str, alice: AliceObjects, key_id: int) -> dict[str, Any]:
     if name == "accounts:api_key_revoke":
         return {"key_id": key_id}
+    if name.startswith("campaigns:autoresponder"):
+        ids = {"autoresponder_id": alice.autoresponder.pk}
+        if name.startswith("campaigns:autoresponder_step_") and not name.endswith("_create"):
+            ids["step_id"] = alice.step.pk
+        return ids
     if name.startswith("campaigns:"):
         return {"campaign_id": alice.campaign.pk}
     kwargs: dict[str, Any] = {"list_id": alice.list.pk}
@@ -271,6 +317,10 @@ def _object_kwargs(name: str, alice: AliceObjects, key_id: int) -> dict[str, Any
         kwargs["member_id"] = alice.member.pk
     if name in ("members:segment_edit", "members:segment_delete", "members:segment_export"):
         kwargs["segment_id"] = alice.segment.pk
+    if name.startswith("members:webhook_"):
+        kwargs["webhook_id"] = alice.webhook.pk
+    if name == "members:webhook_replay":
+        kwargs["delivery_id"] = alice.delivery.pk
     return kwargs
 
 
@@ -291,4 +341,7 @@ def test_carol_gets_404_from_every_dashboard_page_of_alices_objects(client, pers
     assert alice_key.revoked_at is None
     alice.campaign.refresh_from_db()  # neither deleted, copied, nor sent
     assert alice.campaign.status == "draft"
-    assert alice.campaign.account.campaigns.count() == 1
+    assert alice.campaign.account.campaigns.filter(kind="campaign").count() == 1
+    alice.autoresponder.refresh_from_db()  # neither switched on, deleted, nor added to
+    assert (alice.autoresponder.active, alice.autoresponder.steps.count()) == (False, 1)
+    assert list(alice.webhook.deliveries.all()) == [alice.delivery]  # nothing replayed

@@ -4,6 +4,7 @@ route ever redirects (heyloyalty-api.md §1); unknown paths answer JSON 404."""
 from django.urls import re_path
 
 from campaigns import api as campaigns_api
+from campaigns import stats_api
 from heyloyalty.api.errors import not_found
 from members import api as members_api
 from members import api_segments, api_webhooks
@@ -24,6 +25,7 @@ urlpatterns = [
         members_api.MembersBulkView.as_view(),
     ),
     re_path(rf"^loyalty/v1/lists/{LIST}/import/?$", members_api.ImportView.as_view()),
+    re_path(rf"^loyalty/v1/lists/{LIST}/statistics/?$", stats_api.ListStatisticsView.as_view()),
     re_path(
         rf"^loyalty/v1/lists/{LIST}/imports/(?P<import_id>\d+)/?$",
         members_api.ImportDetailView.as_view(),
@@ -42,6 +44,15 @@ urlpatterns = [
     re_path(
         rf"^loyalty/v1/lists/{LIST}/webhooks/(?P<webhook_id>\d+)/?$",
         api_webhooks.WebhookDetailView.as_view(),
+    ),
+    re_path(
+        rf"^loyalty/v1/lists/{LIST}/webhooks/(?P<webhook_id>\d+)/deliveries/?$",
+        api_webhooks.WebhookDeliveriesView.as_view(),
+    ),
+    re_path(
+        rf"^loyalty/v1/lists/{LIST}/webhooks/(?P<webhook_id>\d+)/deliveries/"
+        r"(?P<delivery_id>\d+)/replay/?$",
+        api_webhooks.WebhookReplayView.as_view(),
     ),
     re_path(
         rf"^loyalty/v1/lists/{LIST}/members/(?P<member_id>[^/]+)/?$",
@@ -66,6 +77,10 @@ urlpatterns = [
         campaigns_api.CampaignDeliveriesView.as_view(),
     ),
     re_path(rf"^loyalty/v1/campaigns/{CAMPAIGN}/test/?$", campaigns_api.CampaignTestView.as_view()),
+    re_path(
+        rf"^loyalty/v1/campaigns/{CAMPAIGN}/statistics/?$",
+        stats_api.CampaignStatisticsView.as_view(),
+    ),
     re_path(
         rf"^loyalty/v1/campaigns/{CAMPAIGN}/preview/?$",
         campaigns_api.CampaignPreviewView.as_view(),

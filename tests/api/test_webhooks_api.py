@@ -8,6 +8,7 @@ from heyloyalty import keys
 from members import services
 from members.models import Webhook
 from members.services import MemberError
+from members.webhook_delivery import webhook_disable
 from members.webhooks import webhook_secret, webhook_url_check
 from tests.api.conftest import Api
 
@@ -303,3 +304,62 @@ def test_carol_gets_404_for_alices_webhook_even_through_her_own_list(
         assert carol_api.call("DELETE", path).status_code == 404
     assert carol_api.get(f"lists/{carols_list.pk}/webhooks").json() == []
     assert Webhook.objects.get(pk=created["id"]).url == "https://shop.example.com/hook"
+
+
+# -- delivery state and log (our additions) -----------------------------------------------
+
+
+def test_a_webhook_switched_off_for_failing_shows_why_and_put_active_switches_it_on(
+    alice_api: Api, shop_list
+):
+    created = create(alice_api, shop_list, webhookTriggers=php_triggers("subscribe"))
+    path = f"{webhooks_path(shop_list)}/{created['id']}"
+    webhook = Webhook.objects.get(pk=created["id"])
+    Webhook.objects.filter(pk=webhook.pk).update(failures_in_row=10)
+    webhook_disable(webhook=webhook, reason="10 tries in a row failed. The last: HTTP 500")
+
+    shown = alice_api.get(path).json()
+    assert (shown["active"], shown["failures_in_row"]) == (False, 10)
+    assert shown["disabled_at"] is not None
+    assert shown["disabled_reason"] == "10 tries in a row failed. The last: HTTP 500"
+
+    assert alice_api.form("PUT", path, {"active": "1"}).status_code == 204
+    shown = alice_api.get(path).json()
+    assert (shown["active"], shown["failures_in_row"], shown["disabled_at"]) == (True, 0, None)
+    assert shown["disabled_reason"] is None
+
+
+def test_the_delivery_log_pages_newest_first(alice_api: Api, shop_list):
+    created = create(alice_api, shop_list, webhookTriggers=php_triggers("subscribe"))
+    for i in range(3):
+        alice_api.json("POST", f"lists/{shop_list.pk}/members", {"email": f"m{i}@example.dk"})
+    path = f"{webhooks_path(shop_list)}/{created['id']}/deliveries"
+
+    first = alice_api.get(path, {"perpage": 2}).json()
+    assert (first["total"], first["page"], first["perpage"]) == (3, 1, 2)
+    emails = [d["payload"]["member"]["fields"]["email"] for d in first["deliveries"]]
+    assert emails == ["m2@example.dk", "m1@example.dk"]
+    delivery = first["deliveries"][0]
+    assert (delivery["event"], delivery["status"], delivery["attempts"]) == (
+        "subscribe",
+        "pending",
+        0,
+    )
+    assert "signature" not in delivery["payload"]  # made when sent, from the secret
+    second = alice_api.get(path, {"perpage": 2, "page": 2}).json()
+    assert [d["payload"]["member"]["fields"]["email"] for d in second["deliveries"]] == [
+        "m0@example.dk"
+    ]
+    assert alice_api.get(path, {"perpage": 0}).status_code == 400
+    assert alice_api.get(f"{path}/", {"status": "delivered"}).json()["total"] == 0
+
+
+def test_replaying_a_delivery_of_another_webhook_is_404(alice_api: Api, shop_list):
+    one = create(alice_api, shop_list, webhookTriggers=php_triggers("subscribe"))
+    other = create(alice_api, shop_list, webhookTriggers=php_triggers("update"))
+    alice_api.json("POST", f"lists/{shop_list.pk}/members", {"email": "ann@example.dk"})
+    delivery = Webhook.objects.get(pk=one["id"]).deliveries.get()
+
+    path = f"{webhooks_path(shop_list)}/{other['id']}/deliveries/{delivery.pk}/replay"
+    assert alice_api.call("POST", path).status_code == 404
+    assert alice_api.call("GET", path).status_code == 405
