@@ -58,6 +58,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psutil  # type: ignore[import-untyped]
 import psycopg2
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,7 +119,8 @@ class Baseline:
     message_bytes: float  # mean size of the messages sent
     one_rate: float  # messages/s over one connection
     two_rate: float  # messages/s over two connections from two processes
-    sent: int
+    one_cpu_ms: float  # CPU per message of client and sink, one connection
+    two_cpu_ms: float  # the same, two processes
 
 
 @dataclass
@@ -450,16 +452,39 @@ def smtp_loops(port: int, messages: list[Message], count: int, processes: int) -
     return elapsed
 
 
-def run_baseline(tenant: Tenant, port: int, reader: Sink, count: int) -> Baseline:
+def run_baseline(tenant: Tenant, port: int, reader: Sink, sink_pid: int, count: int) -> Baseline:
     messages = build_messages(tenant, BASELINE_DISTINCT)
     size = sum(len(raw) for _, _, raw in messages) / len(messages)
     before = reader.count
+    evens = count - count % 2
+    spent = _cpu_meter(sink_pid)
+    start = spent()
     one = smtp_loop(port, messages, count)
-    two = smtp_loops(port, messages, count - count % 2, processes=2)
-    expected = before + count + count - count % 2
+    middle = spent()
+    two = smtp_loops(port, messages, evens, processes=2)
+    end = spent()
+    expected = before + count + evens
     if reader.wait_for(expected, timeout=10) != expected:
         raise RuntimeError(f"the sink counted {reader.count - before} of the baseline's messages")
-    return Baseline(size, count / one, (count - count % 2) / two, reader.count - before)
+    return Baseline(
+        message_bytes=size,
+        one_rate=count / one,
+        two_rate=evens / two,
+        one_cpu_ms=(middle - start) * 1e3 / count,
+        two_cpu_ms=(end - middle) * 1e3 / evens,
+    )
+
+
+def _cpu_meter(sink_pid: int) -> Callable[[], float]:
+    """CPU seconds so far of this process, its waited-for children and the sink: the
+    client and the server of the bare loops, kernel time included."""
+    me, sink_process = psutil.Process(), psutil.Process(sink_pid)
+
+    def spent() -> float:
+        mine, theirs = me.cpu_times(), sink_process.cpu_times()
+        return float(sum(mine[:4]) + theirs.user + theirs.system)  # self and children
+
+    return spent
 
 
 # ---------------------------------------------------------------------------- the send
@@ -682,6 +707,7 @@ def report(
     ratio, ratio_two = rate / baseline.one_rate, rate / baseline.two_rate
     cpu = result.cpu_s
     share = cpu["others"] / (result.total_s * (os.cpu_count() or 1))
+    ours = cpu["worker"] + cpu["postgres"] + cpu["sink"]
     timed = n <= TARGET_SIZE
     untimed = f"(target <= {TARGET_FIRST_S:.0f} s for {TARGET_SIZE:,}; not checked at this size)"
     growth_allowed = max(FLAT_MB, FLAT_SHARE * (result.curve[1][1] if result.curve else 0))
@@ -767,7 +793,13 @@ def report(
         ),
         (
             "CPU ms per message",
-            f"worker {cpu['worker'] * 1e3 / n:.2f}, PostgreSQL {cpu['postgres'] * 1e3 / n:.2f}",
+            f"{ours * 1e3 / n:.2f} = worker {cpu['worker'] * 1e3 / n:.2f} + PostgreSQL "
+            f"{cpu['postgres'] * 1e3 / n:.2f} + smtp-sink {cpu['sink'] * 1e3 / n:.2f}",
+        ),
+        (
+            "CPU ms per message, bare loop",
+            f"{baseline.one_cpu_ms:.2f} over 1 connection, {baseline.two_cpu_ms:.2f} over 2 "
+            "(client + smtp-sink)",
         ),
         ("CPU seconds of others meanwhile", f"{cpu['others']:.1f} = {share:.0%} of the machine"),
     ]
@@ -857,7 +889,7 @@ def _run(
     step(f"{args.recipients:,} members, a {tenant.html_bytes:,} byte campaign")
     sink_child, reader = stack.enter_context(sink(port, logs))
     wait_for(lambda: _listening(port), "smtp-sink", 10, sink_child)
-    baseline = run_baseline(tenant, port, reader, args.baseline)
+    baseline = run_baseline(tenant, port, reader, sink_child.pid, args.baseline)
     step(
         f"bare smtplib: {baseline.one_rate:,.0f}/s over 1 connection, "
         f"{baseline.two_rate:,.0f}/s over 2 ({baseline.message_bytes / 1024:.1f} KB messages)"

@@ -667,8 +667,10 @@ def report_run(run: Run) -> None:
         f"ms  p99 {run.p99_ms:6.1f} ms  max {run.max_ms:7.1f} ms  errors {run.errors}  "
         f"unexpected {run.unexpected}  ({run.requests:,} in {run.seconds:.1f} s)"
     )
+    per_request = cpu.get("web", 0) * run.seconds / max(1, run.requests) * 1000
     print(
-        f"{'':<24} cores: gunicorn {cpu.get('web', 0):.2f}, flusher {cpu.get('flusher', 0):.2f}, "
+        f"{'':<24} gunicorn CPU per request {per_request:.2f} ms; cores: gunicorn "
+        f"{cpu.get('web', 0):.2f}, flusher {cpu.get('flusher', 0):.2f}, "
         f"PostgreSQL {cpu.get('postgres', 0):.2f}, wrk+bench {cpu.get('bench', 0):.2f}, "
         f"Redis {cpu.get('redis', 0):.2f}, others {cpu.get('others', 0):.2f}"
     )
