@@ -14,13 +14,15 @@ the statistics page of a big campaign.
    a flusher process (``manage.py tracking_flush --every 5``, what beat does every few
    seconds) writing the buffer to PostgreSQL while the load runs.
 3. wrk (one thread, ``--connections`` keep-alive connections): a warm-up, then
-   ``--seconds`` against the tracking URLs, picked at random per request; then the same
-   against ``GET /healthz``, a no-op Django view on the same server, the baseline.
-4. Wait until the buffer is empty, stop the flusher and gunicorn, and check that the
-   events stored equal the hits answered: exactly those gunicorn's access log shows
-   answered 200 (pixel) or 302 (click), which is what wrk completed plus at most one
-   request per connection that wrk cut off when it stopped. Check that the counters agree
-   with the events.
+   ``--seconds`` against the tracking URLs, picked at random per request. Then wait until
+   the flusher has emptied the buffer.
+4. The same load, on the same server, against ``GET /healthz`` (a no-op Django view: the
+   baseline) and against an open URL with a token that is not ours, which the layer in
+   front of Django answers 404 from the token alone (no Redis, no database): the floor of
+   what any request costs on this stack. Check that the events stored equal the hits
+   answered: exactly those gunicorn's access log shows answered 200 (pixel) or 302
+   (click), which is what wrk completed plus at most one request per connection that wrk
+   cut off when it stopped; and that the counters agree with the events.
 5. Statistics at scale: a second campaign with ``--stats-deliveries`` deliveries and
    ``--stats-events`` events, counters and roll-ups, written with generate_series; time
    the report page (signed in) and ``GET /loyalty/v1/campaigns/{id}/statistics`` against
@@ -374,10 +376,13 @@ def drain(redis_url: str, flusher: subprocess.Popen[bytes], timeout: float) -> f
 HIT_LINE = re.compile(r'"GET (/[oc])/[^ ]+ HTTP/1\.[01]" (\d{3}) ')
 
 
-def answered_hits(access_log: Path) -> dict[str, int]:
-    """Hits gunicorn answered as recorded: pixel 200, click 302, from its access log."""
+def answered_hits(access_log: Path, size: int) -> dict[str, int]:
+    """Hits gunicorn answered as recorded: pixel 200, click 302, from the first ``size``
+    bytes of its access log (what came before the baseline runs)."""
     found = {"/o": 0, "/c": 0, "other": 0}
-    for match in HIT_LINE.finditer(access_log.read_text(errors="replace")):
+    with access_log.open("rb") as log:
+        text = log.read(size).decode(errors="replace")
+    for match in HIT_LINE.finditer(text):
         kind, status = match.group(1), match.group(2)
         good = (kind == "/o" and status == "200") or (kind == "/c" and status == "302")
         found[kind if good else "other"] += 1
@@ -776,20 +781,34 @@ def _run(
     healthz_paths = work / "healthz-paths.lua"
     healthz_paths.write_text('return {"/healthz"}\n')
     noop = lua_script(work, "healthz", healthz_paths, (200,))
+    floor_paths = work / "floor-paths.lua"
+    floor_paths.write_text(f'return {{"/o/{"a" * 36}.gif"}}\n')  # a token that is not ours
+    floor = lua_script(work, "floor", floor_paths, (404,))
     common = {"target": target, "connections": args.connections, "cpu": cpu}
     runs = [run_wrk("tracking warm-up", seconds=args.warmup, lua=tracked, **common)]
     runs.append(run_wrk("tracking", seconds=args.seconds, lua=tracked, **common))
     step(f"tracking load done; {buffer_waiting(args.redis_url):,} hits wait in the buffer")
     drained = drain(args.redis_url, flusher, timeout=600)
     step(f"buffer empty {drained:.1f} s after the load")
+    time.sleep(1)  # the access log's last lines
+    tracking_log_size = (logs / "web.log").stat().st_size
     # After the drain, so that the baseline does not share the cores with the flusher.
     run_wrk("no-op warm-up", seconds=args.warmup, lua=noop, **common)
     baseline = run_wrk("no-op view (/healthz)", seconds=args.seconds, lua=noop, **common)
+    # The stack's own cost: a 404 the layer in front of Django answers from the token
+    # alone (no Redis, no database), the least any hit can cost on this server.
+    stack_floor = run_wrk("stack floor (bad token)", seconds=args.seconds, lua=floor, **common)
     print()
     report_run(runs[1])
     report_run(baseline)
-    print(f"tracking throughput is {runs[1].rps / baseline.rps:.2f} times the no-op view's")
-    problems = check_events(dsn, seeded.campaign_id, answered_hits(logs / "web.log"), runs)
+    report_run(stack_floor)
+    print(
+        f"tracking throughput is {runs[1].rps / baseline.rps:.2f} times the no-op view's and "
+        f"{runs[1].rps / stack_floor.rps:.2f} times the stack floor's"
+    )
+    problems = check_events(
+        dsn, seeded.campaign_id, answered_hits(logs / "web.log", tracking_log_size), runs
+    )
 
     pages: list[PageTiming] = []
     if not args.no_stats:

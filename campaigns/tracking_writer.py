@@ -18,7 +18,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -634,6 +634,6 @@ def _emit(events: list[TrackedEvent]) -> None:
         return
     try:
         with transaction.atomic():
-            emit([asdict(e) for e in events])
+            emit([dict(vars(e)) for e in events])  # not asdict(): 30 times as slow
     except Exception:
         log.exception("tracking: webhooks_emit_tracking failed for %d events", len(events))
