@@ -7,8 +7,8 @@ needed: the token verifies (or does not: 404), the hit went into the Redis buffe
 for a click the URL is known in process memory. Anything else (a link not looked up yet,
 Redis down, HEAD, a malformed path) goes on to Django's views (campaigns.tracking_views),
 which give the same answers, with the hit this layer made (the same event id) when it
-got that far. Measured in bench/tracking.py: about twice the requests per second of the
-same answer through the middleware.
+got that far. In process, a hit answered here costs about a fifth of the CPU it costs
+through the middleware (docs/benchmarks.md, "Tracking").
 """
 
 from __future__ import annotations
