@@ -87,7 +87,7 @@ TARGET_RATE = 1_000  # messages/s from "send" to "sent"
 AIM_RATE = 2_000
 TARGET_RATIO = 0.5  # of the bare smtplib loop over one connection
 TARGET_FIRST_S = 2.0  # "send" to the first message at the sink
-TARGET_PREPARE_S = 2.0  # the Delivery rows written (prepared_at - started_at)
+TARGET_PREPARE_S = 2.0  # every Delivery row committed (started_at to recipients_pending False)
 TARGET_SIZE = 100_000  # the size the two 2 s targets are set for
 TARGET_RSS_MB = 300  # per worker process
 FLAT_MB, FLAT_SHARE = 20, 0.10  # growth allowed after 10% sent: the larger of the two
@@ -128,9 +128,9 @@ class Result:
     recipients: int
     status: str
     call_s: float  # campaign_start's own time (its checks, the status change)
-    rows_written_s: float  # prepared_at - started_at
-    rows_committed_s: float  # started_at to prepared_at seen by another connection
-    prepared_s: float  # "send" to prepared_at
+    rows_written_s: float  # the first SEND_FIRST_CHUNK rows: prepared_at - started_at
+    rows_committed_s: float  # started_at to every row seen (recipients_pending False)
+    prepared_s: float  # "send" to every row seen
     first_sink_s: float  # "send" to the first message counted at the sink
     first_sent_at_s: float  # "send" to the first Delivery.sent_at
     finished_at_s: float  # "send" to finished_at (set before the finish commits)
@@ -512,12 +512,14 @@ def run_send(
     campaign_start(campaign=campaign)
     call_s = time.time() - called
     tenth, visible = 1, float("nan")
-    polled = Campaign.objects.filter(pk=campaign.pk).values_list("status", "prepared_at")
+    polled = Campaign.objects.filter(pk=campaign.pk).values_list(
+        "status", "prepared_at", "recipients_pending"
+    )
     while True:
-        status, prepared_at = polled.get()
-        if prepared_at is not None and visible != visible:  # nan: not seen yet
-            visible = time.time()  # prepared_at is seen once the rows are committed
-            step(f"the Delivery rows are committed: {visible - called:.2f} s after send")
+        status, prepared_at, pending = polled.get()
+        if prepared_at is not None and not pending and visible != visible:  # nan: not yet
+            visible = time.time()  # seen once the last of the rows are committed
+            step(f"every Delivery row is committed: {visible - called:.2f} s after send")
         if status != CampaignStatus.SENDING:
             seen = time.time()  # "sent" is seen once campaign_finish has committed
             break
@@ -526,7 +528,7 @@ def run_send(
             tenth = reader.since_armed * 10 // recipients + 1
         if time.time() - called > timeout:
             raise RuntimeError(f"the campaign is still {status} after {timeout:.0f} s")
-        closing = prepared_at is None or reader.since_armed >= recipients
+        closing = prepared_at is None or pending or reader.since_armed >= recipients
         time.sleep(FAST_POLL_SECONDS if closing else POLL_SECONDS)
     cpu_s = cpu.end()
     sampler.done.set()
@@ -542,7 +544,7 @@ def run_send(
         call_s=call_s,
         rows_written_s=prepared - started,
         rows_committed_s=visible - started,
-        prepared_s=prepared - called,
+        prepared_s=visible - called,
         first_sink_s=(reader.first_at or float("nan")) - called,
         first_sent_at_s=first_sent - called,
         finished_at_s=finished - called,
@@ -722,10 +724,6 @@ def report(
             f"first message at the sink after {result.first_sink_s:.2f} s > {TARGET_FIRST_S} s",
         ),
         (
-            not timed or result.rows_written_s <= TARGET_PREPARE_S,
-            f"Delivery rows written in {result.rows_written_s:.2f} s > {TARGET_PREPARE_S} s",
-        ),
-        (
             not timed or result.rows_committed_s <= TARGET_PREPARE_S,
             f"Delivery rows committed after {result.rows_committed_s:.2f} s > {TARGET_PREPARE_S} s",
         ),
@@ -751,14 +749,15 @@ def report(
         ("message size", f"{baseline.message_bytes / 1024:.1f} KB (the HTML body 8 KB)"),
         ("campaign_start call", _s(result.call_s)),
         (
-            "Delivery rows written",
-            f"{_s(result.rows_written_s)}  (prepared_at - started_at; {target})",
+            "first Delivery rows committed",
+            f"{_s(result.rows_written_s)}  (prepared_at - started_at: senders start)",
         ),
         (
-            "Delivery rows committed",
-            f"{_s(result.rows_committed_s)}  (started_at to prepared_at seen; {target})",
+            "every Delivery row committed",
+            f"{_s(result.rows_committed_s)}  (started_at to recipients_pending seen False; "
+            f"{target})",
         ),
-        ("send -> rows written", _s(result.prepared_s)),
+        ("send -> every row committed", _s(result.prepared_s)),
         (
             "send -> first at the sink",
             f"{_s(result.first_sink_s)}  "

@@ -1,9 +1,11 @@
 """The sending pipeline: start, deliver, pause, resume, cancel, reap.
 
 1. `campaign_start` checks the campaign and moves it to sending (or scheduled); after
-   commit, `campaign_prepare` writes one Delivery row per recipient with one INSERT …
-   SELECT (unique per campaign and address), which fixes the recipient set, and queues
-   SEND_PARALLELISM `deliver` tasks.
+   commit, `campaign_prepare` writes one Delivery row per recipient with INSERT … SELECT
+   (unique per campaign and address), which fixes the recipient set: the first
+   SEND_FIRST_CHUNK rows in one transaction, after which it queues SEND_PARALLELISM
+   `deliver` tasks, then the rest in a second one (`recipients_pending` meanwhile: the
+   senders wait for it when they run out of rows, and the campaign cannot end before).
 2. `campaign_deliver` claims a batch of rows (FOR UPDATE SKIP LOCKED), renders each with
    the template compiled once per campaign and process, hands it to the relay over the
    process's open connection, and marks the row as soon as the relay answers. After about
@@ -12,7 +14,8 @@
 3. Pause and cancel are a status change; senders look at the status between messages and
    put the rows they had claimed back.
 4. `campaigns_reap` (beat) puts back rows claimed by a worker that died, restarts a send
-   that shows no sign of life, and starts scheduled campaigns that are due.
+   that shows no sign of life or whose recipient set's writer died (it holds an advisory
+   lock while it writes), and starts scheduled campaigns that are due.
 
 A worker killed mid-send loses nothing: its claimed rows go back to the queue after the
 lease. The messages it had handed to the relay but not yet marked (at most one per
@@ -29,7 +32,7 @@ from typing import Any
 from django.conf import settings
 from django.core.validators import validate_email
 from django.db import connection, transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -128,7 +131,7 @@ def campaign_resume(*, campaign: Campaign) -> Campaign:
         campaign.refresh_from_db()
         if campaign.prepared_at is None:
             _queue_prepare(campaign.pk)
-        else:
+        else:  # a recipient set still being written: the reaper sees to its writer
             _queue_deliver(campaign.pk, settings.SEND_PARALLELISM)
     return campaign
 
@@ -227,8 +230,38 @@ def _queue_deliver(campaign_id: int, count: int) -> None:
     transaction.on_commit(queue)
 
 
+INSERT_RECIPIENTS = """
+INSERT INTO campaigns_delivery
+    (campaign_id, member_id, email, occurrence, status, attempts, claimed_by, error)
+SELECT %s, r.id, r.address, '', 'queued', 0, '', ''
+FROM ({query}) AS r(id, address)
+ON CONFLICT (campaign_id, email, occurrence) DO NOTHING
+"""
+
+
+def _insert_recipients(campaign: Campaign, limit: int | None = None) -> int:
+    """Write Delivery rows for the recipients, in the order they joined their lists; the
+    first `limit` of them, or all that are not written yet. Returns how many were new."""
+    recipients = (
+        recipients_query(campaign).order_by("list_id", "created_at").values_list("pk", "address")  # type: ignore[misc]  # annotated
+    )
+    if limit is not None:
+        recipients = recipients[:limit]
+    sql, params = recipients.query.sql_with_params()
+    with connection.cursor() as cursor:
+        # `sql` is the ORM's own, with every value a parameter.
+        cursor.execute(INSERT_RECIPIENTS.format(query=sql), [campaign.pk, *params])
+        return cursor.rowcount
+
+
 def campaign_prepare(*, campaign_id: int) -> None:
-    """Write the Delivery rows and the tracked links, once; then queue the senders."""
+    """Write the tracked links and the Delivery rows, once, and queue the senders.
+
+    In two transactions, so the first message does not wait for the whole recipient set:
+    the first SEND_FIRST_CHUNK recipients and the links, then the senders are queued, then
+    the rest (`recipients_pending` meanwhile; the senders wait for it before the campaign
+    can end). Both are idempotent: run again (the reaper, a redelivered task) they write
+    only what is missing."""
     with transaction.atomic():
         campaign = (
             Campaign.objects.select_for_update().filter(pk=campaign_id).select_related().first()
@@ -241,33 +274,59 @@ def campaign_prepare(*, campaign_id: int) -> None:
             except TemplateError as error:
                 _fail(campaign, f"The template could not be used: {error}")
                 return
-            sql, params = (
-                recipients_query(campaign)
-                .order_by("list_id", "created_at")
-                .values_list("pk", "address")  # type: ignore[misc]  # annotated
-                .query.sql_with_params()
-            )
-            with connection.cursor() as cursor:
-                # `sql` is the ORM's own, with every value a parameter.
-                cursor.execute(
-                    f"""INSERT INTO campaigns_delivery
-                            (campaign_id, member_id, email, occurrence, status, attempts,
-                             claimed_by, error)
-                        SELECT %s, r.id, r.address, '', 'queued', 0, '', ''
-                        FROM ({sql}) AS r(id, address)
-                        ON CONFLICT (campaign_id, email, occurrence) DO NOTHING""",  # noqa: S608
-                    [campaign.pk, *params],
-                )
-                recipients = cursor.rowcount
+            first = _insert_recipients(campaign, limit=settings.SEND_FIRST_CHUNK)
             Link.objects.bulk_create(
                 Link(campaign=campaign, position=position, url=url)
                 for position, url in enumerate(compiled.links)
             )
             now = timezone.now()
             Campaign.objects.filter(pk=campaign.pk).update(
-                prepared_at=now, heartbeat_at=now, recipients=recipients, sent=0, failed=0
+                prepared_at=now,
+                heartbeat_at=now,
+                recipients=first,
+                recipients_pending=True,
+                sent=0,
+                failed=0,
             )
-        _queue_deliver(campaign.pk, settings.SEND_PARALLELISM)
+            campaign.recipients_pending = True
+            _queue_deliver(campaign.pk, settings.SEND_PARALLELISM)
+    if campaign.recipients_pending:
+        _write_other_recipients(campaign)
+
+
+# pg_try_advisory_xact_lock(WRITER_LOCK, campaign id) is held while the rest of a
+# campaign's recipient set is written: the reaper knows by it whether a writer is alive.
+WRITER_LOCK = 0x484C5253
+
+
+def _writer_lock(campaign_id: int) -> bool:
+    """Take the campaign's writer lock until the end of the transaction, if it is free."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [WRITER_LOCK, campaign_id])
+        return bool(cursor.fetchone()[0])
+
+
+def _write_other_recipients(campaign: Campaign) -> None:
+    """The second transaction of campaign_prepare. It takes the campaign's row lock only at
+    its end, so the senders (which update the campaign's counters) are not held up; the
+    senders meanwhile send the first rows, then wait for these."""
+    with transaction.atomic():
+        if not _writer_lock(campaign.pk):
+            return  # another process is writing them
+        added = _insert_recipients(campaign)
+        locked = Campaign.objects.select_for_update().filter(pk=campaign.pk).first()
+        if locked is None:
+            return
+        # Two runs at once (a redelivered task) each count only the rows they wrote.
+        Campaign.objects.filter(pk=campaign.pk).update(
+            recipients=F("recipients") + added,
+            recipients_pending=False,
+            heartbeat_at=timezone.now(),
+        )
+        if locked.status == CampaignStatus.CANCELLED:  # cancelled while we wrote
+            Delivery.objects.filter(campaign_id=campaign.pk, status=DeliveryStatus.QUEUED).update(
+                status=DeliveryStatus.CANCELLED, error="the campaign was cancelled"
+            )
 
 
 def _fail(campaign: Campaign, reason: str) -> None:
@@ -309,13 +368,16 @@ def from_header(name: str, address: str) -> str:
 
 
 def campaign_finish(*, campaign_id: int) -> bool:
-    """Sent, with the counts taken from the rows, once nothing is left to send."""
+    """Sent, with the counts taken from the rows, once nothing is left to send; then the
+    members' `sent_mail` counters."""
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().filter(pk=campaign_id).first()
         if campaign is None or campaign.status != CampaignStatus.SENDING:
             return False
         if campaign.kind == CampaignKind.AUTORESPONDER:
             return False  # an autoresponder's step keeps sending while it is on
+        if campaign.prepared_at is None or campaign.recipients_pending:
+            return False  # the recipient set is still being written
         counts = _counts(campaign.pk)
         if counts.get(DeliveryStatus.QUEUED, 0) or counts.get(DeliveryStatus.SENDING, 0):
             return False
@@ -328,13 +390,26 @@ def campaign_finish(*, campaign_id: int) -> bool:
             heartbeat_at=now,
             sent=counts.get(DeliveryStatus.SENT, 0),
             failed=counts.get(DeliveryStatus.FAILED, 0),
+            sent_mail_pending=True,
         )
+    campaign_count_sent_mail(campaign_id=campaign_id)
+    return True
+
+
+def campaign_count_sent_mail(*, campaign_id: int) -> bool:
+    """Raise `sent_mail` of every member the sent campaign reached, once (the reaper
+    finishes it if the process dies first)."""
+    with transaction.atomic():
+        if not Campaign.objects.filter(
+            pk=campaign_id, status=CampaignStatus.SENT, sent_mail_pending=True
+        ).update(sent_mail_pending=False):
+            return False  # counted already, or by someone else right now
         with connection.cursor() as cursor:
             cursor.execute(
                 """UPDATE members_member m SET sent_mail = m.sent_mail + 1
                    FROM campaigns_delivery d
                    WHERE d.campaign_id = %s AND d.status = 'sent' AND m.id = d.member_id""",
-                [campaign.pk],
+                [campaign_id],
             )
     return True
 
@@ -355,7 +430,7 @@ def campaign_progress(*, campaign: Campaign) -> Progress:
     done = sent + failed
     if campaign.status in (CampaignStatus.SENT, CampaignStatus.CANCELLED):
         percent = 100
-    elif campaign.prepared_at is None or recipients == 0:
+    elif campaign.prepared_at is None or campaign.recipients_pending or recipients == 0:
         percent = 0
     else:
         percent = min(99, done * 100 // recipients)
@@ -403,6 +478,9 @@ def campaigns_reap() -> dict[str, int]:
             if campaign.prepared_at is None:
                 _queue_prepare(campaign.pk)
                 continue
+            if campaign.recipients_pending:  # its writer is restarted below
+                _queue_deliver(campaign.pk, settings.SEND_PARALLELISM)
+                continue
             counts = _counts(campaign.pk)
             Campaign.objects.filter(pk=campaign.pk).update(
                 sent=counts.get(DeliveryStatus.SENT, 0),
@@ -412,6 +490,18 @@ def campaigns_reap() -> dict[str, int]:
                 _queue_deliver(campaign.pk, settings.SEND_PARALLELISM)
             else:
                 _finish_after_commit(campaign.pk)
+    for campaign_id in Campaign.objects.filter(
+        status=CampaignStatus.SENDING, recipients_pending=True
+    ).values_list("pk", flat=True):
+        with transaction.atomic():
+            if _writer_lock(campaign_id):  # nobody is writing the rest of its recipients
+                restarted += 1
+                _queue_prepare(campaign_id)
+    uncounted = Campaign.objects.filter(
+        status=CampaignStatus.SENT, sent_mail_pending=True, finished_at__lt=stall
+    ).values_list("pk", flat=True)
+    for campaign_id in uncounted:
+        campaign_count_sent_mail(campaign_id=campaign_id)
     started = campaigns_start_due()
     return {"released": released, "restarted": restarted, "started": started}
 

@@ -38,6 +38,9 @@ from members.webhook_delivery import SentEvents
 
 log = logging.getLogger(__name__)
 
+# How often a sender that ran out of rows looks again while the recipient set is written.
+WAIT_FOR_RECIPIENTS_SECONDS = 0.2
+
 
 @dataclass
 class _Compiled:
@@ -136,6 +139,7 @@ class _Sender:
         self.public_url = settings.PUBLIC_URL
         self.bounce_domain = getattr(settings, "BOUNCE_DOMAIN", "") or self.compiled.domain
         self.goodbye = _is_goodbye(campaign)
+        self.autoresponder = campaign.kind == CampaignKind.AUTORESPONDER
         self.sent_events = SentEvents(account_id=campaign.account_id, campaign_id=campaign.pk)
 
     def may_mail(self, row: _Row) -> bool:
@@ -242,7 +246,7 @@ class _Sender:
 
     def record(self, row: _Row, answer: Answer) -> None:
         if answer.outcome is Outcome.ACCEPTED:
-            _mark(row, DeliveryStatus.SENT, "")
+            _mark(row, DeliveryStatus.SENT, "", count=self.autoresponder)
             if row.list_id in self.sent_events.lists:  # a 'sent' webhook: usually none
                 self.sent_events.rows.append(row)
             self.sent += 1
@@ -284,11 +288,23 @@ class _RelayDown(Exception):
     pass
 
 
-def _mark(row: _Row, status: str, error: str) -> None:
+MARK_SQL = (
+    "UPDATE campaigns_delivery SET status = %s, error = %s, claimed_by = '', "
+    "sent_at = CASE WHEN %s = 'sent' THEN now() ELSE sent_at END WHERE id = %s"
+)
+# An autoresponder's step never finishes as a campaign does (whose finish counts its
+# recipients' `sent_mail` at once), so each of its messages counts as it is marked.
+MARK_AND_COUNT_SQL = f"""
+WITH marked AS ({MARK_SQL} RETURNING member_id)
+UPDATE members_member SET sent_mail = sent_mail + 1
+WHERE id = (SELECT member_id FROM marked)
+"""  # noqa: S608 - constant SQL
+
+
+def _mark(row: _Row, status: str, error: str, *, count: bool = False) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE campaigns_delivery SET status = %s, error = %s, claimed_by = '', "
-            "sent_at = CASE WHEN %s = 'sent' THEN now() ELSE sent_at END WHERE id = %s",
+            MARK_AND_COUNT_SQL if count else MARK_SQL,
             [status, error, status, row.delivery_id],
         )
 
@@ -439,6 +455,8 @@ def _next_turn(campaign: Campaign) -> None:
     """Queue the next turn, wait for retries that are due later, or finish."""
     from campaigns.tasks import deliver
 
+    # Read before the rows: once it is False, every row is committed and visible below.
+    writing = Campaign.objects.filter(pk=campaign.pk, recipients_pending=True).exists()
     pending = Delivery.objects.filter(
         campaign_id=campaign.pk, status__in=[DeliveryStatus.QUEUED, DeliveryStatus.SENDING]
     )
@@ -452,6 +470,9 @@ def _next_turn(campaign: Campaign) -> None:
         return
     if campaign.kind == CampaignKind.AUTORESPONDER:
         return  # rows due later are picked up by the trigger job (deliveries_added)
+    if writing:  # the first rows are sent; the rest of the recipient set is on its way
+        deliver.apply_async((campaign.pk,), countdown=WAIT_FOR_RECIPIENTS_SECONDS)
+        return
     later = (
         pending.filter(status=DeliveryStatus.QUEUED)
         .order_by("next_attempt_at")

@@ -377,7 +377,7 @@ def _target_problems(campaign: Campaign) -> dict[str, str]:
                     "targets": _("The segment %(name)s no longer fits its list: %(problem)s")
                     % {"name": target.segment.name, "problem": problem}
                 }
-    if not selectors.campaign_recipients_count(campaign=campaign):
+    if not selectors.campaign_recipients(campaign=campaign).exists():  # not a count: 2.5 s at 1M
         return {"targets": _("There is no one to send to: no active member is on the target.")}
     return {}
 

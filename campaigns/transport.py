@@ -9,7 +9,9 @@ answer about this recipient at all: the message goes back in the queue).
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import re
 import smtplib
 import ssl
 from dataclasses import dataclass, field
@@ -86,6 +88,7 @@ class SmtpTransport:
                 connection.starttls(context=context)
         if settings.EMAIL_HOST_USER:
             connection.login(settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD)
+        connection.ehlo_or_helo_if_needed()  # what the relay offers, PIPELINING above all
         return connection
 
     def send(self, message: Outgoing) -> Answer:
@@ -108,6 +111,8 @@ class SmtpTransport:
 
     @staticmethod
     def _send(connection: smtplib.SMTP, message: Outgoing) -> Answer:
+        if connection.has_extn("pipelining"):
+            return _send_pipelined(connection, message)
         try:
             refused = connection.sendmail(message.envelope_from, [message.to], message.raw)
         except smtplib.SMTPRecipientsRefused as error:
@@ -130,6 +135,58 @@ class SmtpTransport:
             except (OSError, smtplib.SMTPException):
                 self.connection.close()
             self.connection = None
+
+
+def _envelope(address: str, smtputf8: bool) -> bytes | None:
+    """An envelope address as the relay reads it; None when it cannot take it."""
+    try:
+        return address.encode("ascii")
+    except UnicodeEncodeError:
+        return address.encode("utf-8") if smtputf8 else None
+
+
+def _data(raw: bytes) -> bytes:
+    """The message as the DATA section carries it: CRLF line ends, a dot doubled at the
+    start of a line, and the end marker. build_mime's output needs neither fix (CRLF
+    throughout, no line starts with a dot), so this is two scans, not smtplib's regex."""
+    if raw.count(b"\n") != raw.count(b"\r\n") or raw.count(b"\r") != raw.count(b"\r\n"):
+        raw = re.sub(rb"\r\n|\r|\n", b"\r\n", raw)
+    if raw.startswith(b".") or b"\r\n." in raw:
+        raw = (b"." if raw.startswith(b".") else b"") + raw.replace(b"\r\n.", b"\r\n..")
+    if not raw.endswith(b"\r\n"):
+        raw += b"\r\n"
+    return raw + b".\r\n"
+
+
+def _send_pipelined(connection: smtplib.SMTP, message: Outgoing) -> Answer:
+    """MAIL, RCPT and DATA in one write and their three replies read together, then the
+    message and its reply (RFC 2920): two round trips a message instead of four."""
+    smtputf8 = connection.has_extn("smtputf8")
+    sender = _envelope(message.envelope_from, smtputf8)
+    recipient = _envelope(message.to, smtputf8)
+    if sender is None or recipient is None:
+        return Answer(Outcome.REFUSED, 553, "553 the relay does not take non-ASCII addresses")
+    options = b"" if (sender + recipient).isascii() else b" SMTPUTF8"
+    connection.send(
+        b"MAIL FROM:<" + sender + b">" + options + b"\r\nRCPT TO:<" + recipient + b">\r\nDATA\r\n"
+    )
+    replies = [connection.getreply() for _command in range(3)]
+    data_code, data_text = replies[2]
+    failed = next(((code, text) for code, text in replies[:2] if not 200 <= code < 300), None)
+    if data_code == 354:
+        if failed is not None:  # a relay that let DATA through anyway: send nothing
+            connection.send(b".\r\n")
+            connection.getreply()
+        else:
+            connection.send(_data(message.raw))
+            code, text = connection.getreply()
+            return ACCEPTED if 200 <= code < 300 else answer_for(code, text)
+    if failed is None:
+        failed = (data_code, data_text)
+    # A relay that hung up after its answer (421): the next message reconnects.
+    with contextlib.suppress(smtplib.SMTPServerDisconnected):
+        connection.rset()
+    return answer_for(*failed)
 
 
 class DjangoTransport:

@@ -258,6 +258,9 @@ CELERY_TASK_DEFAULT_QUEUE = env.get("CELERY_QUEUE", "celery")
 # Tasks that work through one campaign at the same time (spread over the workers).
 SEND_PARALLELISM = env.get_int("SEND_PARALLELISM", 4)
 SEND_BATCH_SIZE = env.get_int("SEND_BATCH_SIZE", 100)  # rows claimed at a time
+# Recipients written in a first, small transaction so the first messages go out while
+# the rest of the recipient set is written.
+SEND_FIRST_CHUNK = env.get_int("SEND_FIRST_CHUNK", 2000)
 # A task sends for about this long, then queues itself again at the back of the queue,
 # so that the campaigns and accounts waiting take turns.
 SEND_TASK_SECONDS = env.get_int("SEND_TASK_SECONDS", 2)

@@ -25,9 +25,11 @@ BASE = Path(__file__).resolve().parent.parent.parent
 class CountingSink:
     """A real SMTP server (aiosmtpd) that keeps, per recipient, how many messages came
     and the last message's bytes; a recipient in `refuse` gets the given answer at RCPT
-    (the next `refuse_times[address]` times when that is set, else always)."""
+    (the next `refuse_times[address]` times when that is set, else always). It offers
+    PIPELINING (RFC 2920) as Postfix does, unless `pipelining` is False."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, pipelining: bool = True) -> None:
+        self.pipelining = pipelining
         self.received: Counter[str] = Counter()
         self.last: dict[str, bytes] = {}
         self.refuse: dict[str, str] = {}
@@ -38,6 +40,12 @@ class CountingSink:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.pipelining:  # aiosmtpd reads commands in order, so it can say so
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         key = address.lower()

@@ -73,6 +73,9 @@ def test_a_welcome_sequence_reaches_each_new_member_once_per_mail(live_personas,
     assert message["Subject"] == "Mail 2 for Ann"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert message.get_body(("plain",)) is not None and message.get_body(("html",)) is not None
+    # Each mail counts in the member's sent_mail as it goes (the API's member object).
+    counted = dict(Member.objects.filter(list=club).values_list("email", "sent_mail"))
+    assert counted == {"gone@example.net": 0, "ann@example.net": 2, "bo@example.net": 2}
 
 
 def test_a_birthday_mail_goes_out_once(live_personas, sink, workers):

@@ -148,6 +148,12 @@ def test_a_campaign_to_a_list_and_a_segment_reaches_every_active_member_once(
     assert opened and tokens.open_read(opened.group(1)) == delivery.pk
     fallback = email.message_from_bytes(sink.last["cy@example.net"], policy=email.policy.default)
     assert fallback["Subject"] == "Hej ven, æøå"
+    # Counted right after the status turns sent, in a transaction of its own.
+    wait_for(
+        lambda: not Campaign.objects.filter(pk=campaign.pk, sent_mail_pending=True).exists(),
+        timeout=10,
+        what="sent_mail to be counted",
+    )
     assert Member.objects.get(list=main, email="ann@example.net").sent_mail == 1
 
 

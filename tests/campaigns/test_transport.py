@@ -64,8 +64,23 @@ def certificate(tmp_path_factory) -> tuple[Path, Path]:
 
 
 class Handler:
-    def __init__(self) -> None:
+    def __init__(self, *, pipelining: bool = False) -> None:
         self.messages: list[tuple[str, list[str], bytes]] = []
+        self.pipelining = pipelining
+        self.commands: list[str] = []
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, options):
+        if address.startswith("blocked@"):
+            return "553 5.7.1 Sender blocked"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, options):
         if address.startswith("full@"):
@@ -242,3 +257,71 @@ def test_with_an_esp_configured_the_message_goes_through_anymail_with_its_delive
     assert sent.envelope_sender == "bounces+x@shop.example"
     assert sent.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert sent.alternatives[0][1] == "text/html"
+
+
+@pytest.fixture(params=[True, False], ids=["pipelining", "one-command-at-a-time"])
+def plain_relay(request, settings) -> Iterator[Handler]:
+    """A relay without TLS or login that offers PIPELINING (as Postfix does) or not."""
+    handler = Handler(pipelining=request.param)
+    port = _port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    _use(settings, port)
+    settings.EMAIL_HOST_USER = ""
+    yield handler
+    controller.stop()
+
+
+def test_every_answer_of_the_relay_is_read_right_with_or_without_pipelining(plain_relay):
+    transport = SmtpTransport()
+    blocked = _message()
+    blocked.envelope_from = "blocked@shop.example"
+    try:
+        answers = [
+            transport.send(_message("full@example.net")),
+            transport.send(_message("nobody@example.net")),
+            transport.send(blocked),
+            transport.send(_message("ann@example.net")),
+            transport.send(_message("bo@example.net")),
+        ]
+        assert transport.connection is not None
+        offered = transport.connection.has_extn("pipelining")
+    finally:
+        transport.close()
+    assert offered is plain_relay.pipelining
+    assert [(a.outcome, a.code) for a in answers] == [
+        (Outcome.DEFERRED, 452),
+        (Outcome.REFUSED, 550),
+        (Outcome.REFUSED, 553),
+        (Outcome.ACCEPTED, 250),
+        (Outcome.ACCEPTED, 250),
+    ]
+    assert "Sender blocked" in answers[2].reason
+    # Only the accepted ones arrived, each once, on the one connection.
+    assert [(to, mail_from) for mail_from, to, _ in plain_relay.messages] == [
+        (["ann@example.net"], "bounces+x@shop.example"),
+        (["bo@example.net"], "bounces+x@shop.example"),
+    ]
+
+
+def test_lines_starting_with_a_dot_arrive_as_written(plain_relay):
+    message = _message()
+    message.raw = (
+        b"From: news@shop.example\r\nTo: ann@example.net\r\nSubject: Dots\r\n\r\n"
+        b".starts with a dot\r\n..two dots\r\n.\r\nlast line"
+    )
+    transport = SmtpTransport()
+    try:
+        assert transport.send(message).outcome is Outcome.ACCEPTED
+    finally:
+        transport.close()
+    ((_, _, content),) = plain_relay.messages
+    body = content.split(b"\r\n\r\n", 1)[1]
+    assert body == b".starts with a dot\r\n..two dots\r\n.\r\nlast line\r\n"
+
+
+def test_bare_newlines_go_out_as_crlf_when_pipelining():
+    from campaigns.transport import _data
+
+    assert _data(b"a\nb\rc\r\n.d") == b"a\r\nb\r\nc\r\n..d\r\n.\r\n"
+    assert _data(b".x\r\n") == b"..x\r\n.\r\n"
