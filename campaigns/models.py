@@ -294,6 +294,10 @@ class Unsubscribe(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            # A list's growth over time (members/growth): its unsubscribes by day.
+            models.Index(fields=["list", "created_at"], name="unsubscribe_list_time"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.source} {self.member_id}"

@@ -8,7 +8,7 @@
    senders wait for it when they run out of rows, and the campaign cannot end before).
 2. `campaign_deliver` claims a batch of rows (FOR UPDATE SKIP LOCKED), renders each with
    the template compiled once per campaign and process, hands it to the relay over the
-   process's open connection, and marks the row as soon as the relay answers. After about
+   process's open connection, and marks the rows as the relay answers. After about
    SEND_TASK_SECONDS it queues itself again at the back of the queue, so campaigns take
    turns; the last one out marks the campaign sent.
 3. Pause and cancel are a status change; senders look at the status between messages and
@@ -18,8 +18,9 @@
    lock while it writes), and starts scheduled campaigns that are due.
 
 A worker killed mid-send loses nothing: its claimed rows go back to the queue after the
-lease. The messages it had handed to the relay but not yet marked (at most one per
-process) are sent again: exactly-once over SMTP cannot be had, this is the bound.
+lease. The messages it had handed to the relay but not yet marked (at most SEND_MARK_BATCH
+per process, marked together to save a statement and a commit each) are sent again:
+exactly-once over SMTP cannot be had, this is the bound.
 """
 
 from __future__ import annotations
@@ -112,7 +113,16 @@ def campaign_unschedule(*, campaign: Campaign) -> Campaign:
     return campaign
 
 
+def _refuse_autoresponder_mail(campaign: Campaign) -> None:
+    """An autoresponder's mail is run by its autoresponder: switch that off instead."""
+    if campaign.kind == CampaignKind.AUTORESPONDER:
+        raise CampaignError(
+            {"status": "this is a mail of an autoresponder: pause or change the autoresponder"}
+        )
+
+
 def campaign_pause(*, campaign: Campaign) -> Campaign:
+    _refuse_autoresponder_mail(campaign)
     if not Campaign.objects.filter(pk=campaign.pk, status=CampaignStatus.SENDING).update(
         status=CampaignStatus.PAUSED, status_reason="", updated_at=timezone.now()
     ):
@@ -122,6 +132,7 @@ def campaign_pause(*, campaign: Campaign) -> Campaign:
 
 
 def campaign_resume(*, campaign: Campaign) -> Campaign:
+    _refuse_autoresponder_mail(campaign)
     now = timezone.now()
     with transaction.atomic():
         if not Campaign.objects.filter(pk=campaign.pk, status=CampaignStatus.PAUSED).update(
@@ -138,6 +149,7 @@ def campaign_resume(*, campaign: Campaign) -> Campaign:
 
 def campaign_cancel(*, campaign: Campaign) -> Campaign:
     """Stop for good: whoever has not been sent the message is not sent it."""
+    _refuse_autoresponder_mail(campaign)
     stoppable = [CampaignStatus.SCHEDULED, CampaignStatus.SENDING, CampaignStatus.PAUSED]
     now = timezone.now()
     with transaction.atomic():

@@ -3,8 +3,9 @@ the whole picture).
 
 A turn claims a batch of rows (FOR UPDATE SKIP LOCKED), renders each with the template
 compiled once per campaign and process, hands it to the relay over the process's open
-connection and marks the row as soon as the relay answers. After about SEND_TASK_SECONDS
-it queues the next turn at the back of the queue, so campaigns and accounts take turns;
+connection and marks the rows as the relay answers (SEND_MARK_BATCH at a time). After
+about SEND_TASK_SECONDS it queues the next turn at the back of the queue, so campaigns
+and accounts take turns;
 the last turn marks the campaign sent. Between messages it looks at the campaign's status
 a few times a second, and on pause or cancel puts back the rows it had claimed.
 """
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 # How often a sender that ran out of rows looks again while the recipient set is written.
 WAIT_FOR_RECIPIENTS_SECONDS = 0.2
+# Accepted messages wait at most this long (or for SEND_MARK_BATCH of them) to be marked.
+MARK_SECONDS = 0.05
 
 
 @dataclass
@@ -140,6 +143,10 @@ class _Sender:
         self.bounce_domain = getattr(settings, "BOUNCE_DOMAIN", "") or self.compiled.domain
         self.goodbye = _is_goodbye(campaign)
         self.autoresponder = campaign.kind == CampaignKind.AUTORESPONDER
+        # Accepted by the relay, not yet marked sent: SEND_MARK_BATCH at most.
+        self.accepted: list[int] = []
+        self.accepted_since = 0.0
+        self.mark_batch = max(1, settings.SEND_MARK_BATCH)
         self.sent_events = SentEvents(account_id=campaign.account_id, campaign_id=campaign.pk)
 
     def may_mail(self, row: _Row) -> bool:
@@ -218,7 +225,8 @@ class _Sender:
         return message
 
     def send_rows(self, rows: list[_Row]) -> None:
-        """Each row marked as soon as the relay answers for it; the batch's 'sent' webhook
+        """Each row marked as the relay answers for it (the accepted ones a few at a time:
+        SEND_MARK_BATCH or MARK_SECONDS, whichever comes first); the batch's 'sent' webhook
         events, if a list wants them, written together at the end."""
         self.sent_events.batch_start()  # from memory (a query every few seconds at most)
         try:
@@ -237,16 +245,40 @@ class _Sender:
                 self.rate.take()
                 answer = self.transport.send(self.outgoing(row))
             except BaseException:
-                _release(rows[index:])
+                self.leave(rows[index:])
                 raise
             if answer.outcome is Outcome.RELAY_DOWN:
-                _release(rows[index:])
+                self.leave(rows[index:])
                 raise _RelayDown(answer.reason)
-            self.record(row, answer)
+            try:
+                self.record(row, answer)
+            except BaseException:
+                self.leave(rows[index + 1 :])
+                raise
+        self.flush_marks()
+
+    def leave(self, unsent: list[_Row]) -> None:
+        """Stopping in the middle of a batch: mark what went out, put back what did not."""
+        try:
+            self.flush_marks()
+        finally:
+            _release(unsent)
+
+    def flush_marks(self) -> None:
+        if self.accepted:
+            accepted, self.accepted = self.accepted, []
+            _mark_sent(accepted, count=self.autoresponder)
 
     def record(self, row: _Row, answer: Answer) -> None:
         if answer.outcome is Outcome.ACCEPTED:
-            _mark(row, DeliveryStatus.SENT, "", count=self.autoresponder)
+            if not self.accepted:
+                self.accepted_since = time.monotonic()
+            self.accepted.append(row.delivery_id)
+            if (
+                len(self.accepted) >= self.mark_batch
+                or time.monotonic() - self.accepted_since >= MARK_SECONDS
+            ):
+                self.flush_marks()
             if row.list_id in self.sent_events.lists:  # a 'sent' webhook: usually none
                 self.sent_events.rows.append(row)
             self.sent += 1
@@ -288,25 +320,31 @@ class _RelayDown(Exception):
     pass
 
 
-MARK_SQL = (
-    "UPDATE campaigns_delivery SET status = %s, error = %s, claimed_by = '', "
-    "sent_at = CASE WHEN %s = 'sent' THEN now() ELSE sent_at END WHERE id = %s"
+def _mark(row: _Row, status: str, error: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE campaigns_delivery SET status = %s, error = %s, claimed_by = '' WHERE id = %s",
+            [status, error, row.delivery_id],
+        )
+
+
+MARK_SENT_SQL = (
+    "UPDATE campaigns_delivery SET status = 'sent', error = '', claimed_by = '', "
+    "sent_at = now() WHERE id = ANY(%s)"
 )
 # An autoresponder's step never finishes as a campaign does (whose finish counts its
 # recipients' `sent_mail` at once), so each of its messages counts as it is marked.
-MARK_AND_COUNT_SQL = f"""
-WITH marked AS ({MARK_SQL} RETURNING member_id)
-UPDATE members_member SET sent_mail = sent_mail + 1
-WHERE id = (SELECT member_id FROM marked)
+MARK_SENT_AND_COUNT_SQL = f"""
+WITH marked AS ({MARK_SENT_SQL} RETURNING member_id)
+UPDATE members_member m SET sent_mail = m.sent_mail + 1
+FROM marked WHERE m.id = marked.member_id
 """  # noqa: S608 - constant SQL
 
 
-def _mark(row: _Row, status: str, error: str, *, count: bool = False) -> None:
+def _mark_sent(delivery_ids: list[int], *, count: bool = False) -> None:
+    """One statement for the messages the relay accepted since the last one."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            MARK_AND_COUNT_SQL if count else MARK_SQL,
-            [status, error, status, row.delivery_id],
-        )
+        cursor.execute(MARK_SENT_AND_COUNT_SQL if count else MARK_SENT_SQL, [delivery_ids])
 
 
 def _defer(row: _Row, seconds: int, reason: str) -> None:

@@ -261,6 +261,9 @@ SEND_BATCH_SIZE = env.get_int("SEND_BATCH_SIZE", 100)  # rows claimed at a time
 # Recipients written in a first, small transaction so the first messages go out while
 # the rest of the recipient set is written.
 SEND_FIRST_CHUNK = env.get_int("SEND_FIRST_CHUNK", 2000)
+# Messages the relay accepted are marked sent this many at a time (or every 50 ms): a
+# worker killed in between sends at most this many of its messages again.
+SEND_MARK_BATCH = env.get_int("SEND_MARK_BATCH", 10)
 # A task sends for about this long, then queues itself again at the back of the queue,
 # so that the campaigns and accounts waiting take turns.
 SEND_TASK_SECONDS = env.get_int("SEND_TASK_SECONDS", 2)

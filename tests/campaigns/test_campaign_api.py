@@ -301,3 +301,18 @@ def test_a_template_error_in_the_preview_names_the_part(alice_api: Api, draft: C
     response = alice_api.get(path(draft, "preview"))
     assert response.status_code == 400
     assert response.json()["field"] == "html"
+
+
+def test_an_autoresponders_mail_cannot_be_paused_or_cancelled_as_a_campaign(
+    alice_api: Api, personas: Personas
+):
+    from tests.campaigns.test_autoresponders_support import make_autoresponder, make_club
+
+    step = make_autoresponder(make_club(personas.account_a)).steps.get()
+    for action in ("pause", "cancel", "resume"):
+        answer = alice_api.call("POST", path(step.campaign_id, action))
+        assert (answer.status_code, answer.json()["field"]) == (400, "status"), action
+        assert "autoresponder" in answer.json()["error"]
+    assert Campaign.objects.get(pk=step.campaign_id).status == CampaignStatus.SENDING
+    # Its statistics are still the campaign's.
+    assert alice_api.get(path(step.campaign_id, "statistics")).status_code == 200

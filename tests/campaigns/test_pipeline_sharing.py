@@ -51,6 +51,10 @@ def test_a_small_campaign_is_not_stuck_behind_another_accounts_big_one(live_pers
             concurrency=1,
             SEND_TASK_SECONDS="1",
             SEND_PARALLELISM="2",
+            # Unlimited, the big one is over in about two seconds, sooner than the turns
+            # (of a second each) let the small one in: slow it to ten seconds (the limit is
+            # per account, so the small one's account is not slowed by it).
+            SEND_RATE_PER_ACCOUNT="400",
         )
         workers.start()
         try:
