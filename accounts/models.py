@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zoneinfo
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
@@ -227,3 +228,158 @@ class ApiKey(models.Model):
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+
+# Consent: where the account's ``manager_access`` is ASK, the account manager asks the
+# owners (AccessRequest, mailed with signed links) and an approval opens a grant for a
+# time the customer chooses (AccessGrant). accounts/consent.py holds the logic.
+ACCESS_LINK_HOURS = 72  # how long the approve and deny links in the mail work
+GRANT_MAX_HOURS = 24  # the longest grant a customer can give
+GRANT_HOURS_CHOICES = (1, 4, 8, 24)
+
+
+class AccessRequestStatus(models.TextChoices):
+    PENDING = "pending", _("Waiting for an answer")
+    APPROVED = "approved", _("Approved")
+    DENIED = "denied", _("Denied")
+    EXPIRED = "expired", _("Expired")
+
+
+class AccessRequest(models.Model):
+    """An account manager's request to work in an account whose owners must approve."""
+
+    account = models.ForeignKey(
+        Account, verbose_name=_("account"), on_delete=models.CASCADE, related_name="access_requests"
+    )
+    manager = models.ForeignKey(
+        User,
+        verbose_name=_("account manager"),
+        on_delete=models.CASCADE,
+        related_name="access_requests",
+    )
+    reason = models.TextField(_("reason"))
+    created_at = models.DateTimeField(_("requested"), default=now)
+    status = models.CharField(
+        _("status"),
+        max_length=16,
+        choices=AccessRequestStatus.choices,
+        default=AccessRequestStatus.PENDING,
+    )
+    decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
+    decided_by = models.ForeignKey(
+        User,
+        verbose_name=_("decided by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    # Part of the signed links in the mail; emptied by the decision, so a link works once.
+    nonce = models.CharField(max_length=64, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = _("access request")
+        verbose_name_plural = _("access requests")
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["account", "status"], name="accessrequest_account_status")]
+
+    def __str__(self) -> str:
+        return f"{self.manager} → {self.account} ({self.status})"
+
+
+class AccessGrant(models.Model):
+    """Access for one account manager to one account until ``expires_at`` (at most
+    24 hours after it was given), unless the customer revokes it first."""
+
+    account = models.ForeignKey(
+        Account, verbose_name=_("account"), on_delete=models.CASCADE, related_name="access_grants"
+    )
+    manager = models.ForeignKey(
+        User,
+        verbose_name=_("account manager"),
+        on_delete=models.CASCADE,
+        related_name="access_grants",
+    )
+    request = models.OneToOneField(
+        AccessRequest,
+        verbose_name=_("request"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="grant",
+    )
+    created_at = models.DateTimeField(_("granted"), default=now)
+    expires_at = models.DateTimeField(_("expires"))
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        User,
+        verbose_name=_("revoked by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    class Meta:
+        verbose_name = _("access grant")
+        verbose_name_plural = _("access grants")
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["manager", "account", "expires_at"], name="accessgrant_lookup")
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(expires_at__gt=models.F("created_at"))
+                & models.Q(
+                    expires_at__lte=models.F("created_at") + timedelta(hours=GRANT_MAX_HOURS)
+                ),
+                name="accessgrant_at_most_24_hours",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.manager} → {self.account} until {self.expires_at:%Y-%m-%d %H:%M}"
+
+    def is_active(self, at: datetime | None = None) -> bool:
+        return self.revoked_at is None and self.expires_at > (at or now())
+
+
+class ActingSession(models.Model):
+    """A member of staff working in a customer's dashboard on their behalf
+    (accounts/acting.py). Kept in the database, not only in the browser session, so that
+    every session's end is logged on time, also when the browser never comes back."""
+
+    user = models.ForeignKey(
+        User, verbose_name=_("staff member"), on_delete=models.CASCADE, related_name="+"
+    )
+    account = models.ForeignKey(
+        Account, verbose_name=_("account"), on_delete=models.CASCADE, related_name="+"
+    )
+    grant = models.ForeignKey(
+        AccessGrant,
+        verbose_name=_("access grant"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    started_at = models.DateTimeField(_("started"), default=now)
+    last_seen_at = models.DateTimeField(_("last seen"), default=now)
+    # 4 hours after the start, or the grant's end if that comes first.
+    ends_at = models.DateTimeField(_("ends"))
+    ended_at = models.DateTimeField(_("ended"), null=True, blank=True)
+    end_reason = models.CharField(_("why it ended"), max_length=32, blank=True)
+
+    class Meta:
+        verbose_name = _("session on a customer's behalf")
+        verbose_name_plural = _("sessions on a customer's behalf")
+        indexes = [
+            models.Index(
+                fields=["ends_at"],
+                condition=models.Q(ended_at__isnull=True),
+                name="actingsession_open",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.account} from {self.started_at:%Y-%m-%d %H:%M}"

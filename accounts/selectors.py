@@ -1,8 +1,9 @@
 """Reads of accounts and users, scoped to who is asking."""
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 
-from accounts.models import CUSTOMER_ROLES, Account, User
+from accounts.models import CUSTOMER_ROLES, AccessGrant, Account, ManagerAccess, User
 
 
 def accounts_visible_to(*, staff: User) -> QuerySet[Account]:
@@ -21,5 +22,12 @@ def users_visible_to(*, staff: User) -> QuerySet[User]:
     if staff.is_superuser:
         return users
     if staff.is_manager:
-        return users.filter(role__in=CUSTOMER_ROLES, account__manager=staff)
+        # Only where the customer lets them in now: standing access or a live grant (the
+        # people of an ask-first account are its data like its members are).
+        granted = AccessGrant.objects.filter(
+            manager=staff, revoked_at__isnull=True, expires_at__gt=timezone.now()
+        ).values("account_id")
+        return users.filter(role__in=CUSTOMER_ROLES, account__manager=staff).filter(
+            Q(account__manager_access=ManagerAccess.ALLOWED) | Q(account_id__in=granted)
+        )
     return users.none()

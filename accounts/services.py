@@ -25,6 +25,7 @@ from accounts.models import (
     User,
     normalize_email,
 )
+from audit.services import record
 from heyloyalty import keys
 
 # No look-alikes (0/O, 1/l/I), so a password read off a screen is typed right.
@@ -72,8 +73,11 @@ def user_create(
     account: Account | None = None,
     name: str = "",
     must_change_password: bool = True,
+    created_by: User | None = None,
 ) -> User:
-    """Create a user. ``must_change_password`` stays on unless the user chose the password."""
+    """Create a user. ``must_change_password`` stays on unless the user chose the password.
+    Made by a member of staff (``created_by``), the first password is theirs: audited as
+    a password set, as every later one is."""
     if (role in CUSTOMER_ROLES) != (account is not None):
         raise ValueError("owners and users belong to an account; staff belong to none")
     user = User(email=normalize_email(email), role=role, account=account, name=name.strip())
@@ -82,7 +86,16 @@ def user_create(
     user.set_password(password)
     user.must_change_password = must_change_password
     user.password_changed_at = timezone.now()
-    user.save()
+    with transaction.atomic():
+        user.save()
+        if created_by is not None:
+            record(
+                "auth.password_set",
+                actor=created_by,
+                account=user.account_id,
+                target=user,
+                extra={"by_someone_else": True, "new_user": True},  # never the password
+            )
     return user
 
 
@@ -95,6 +108,13 @@ def user_set_password(*, user: User, password: str, set_by: User) -> None:
     user.must_change_password = set_by.pk != user.pk
     user.password_changed_at = timezone.now()
     user.save(update_fields=["password", "must_change_password", "password_changed_at"])
+    record(
+        "auth.password_set",
+        actor=set_by,
+        account=user.account_id,
+        target=user,
+        extra={"by_someone_else": set_by.pk != user.pk},  # never the password
+    )
 
 
 @transaction.atomic
@@ -117,12 +137,29 @@ def apikey_create(
         scope=scope,
         created_by=created_by,
     )
+    record(
+        "apikey.created",
+        actor=created_by,
+        account=account,
+        target=api_key,
+        extra={"key": api_key.key[:8], "scope": api_key.scope},  # never the secret
+    )
     return api_key, secret
 
 
 @transaction.atomic
-def apikey_revoke(*, api_key: ApiKey) -> None:
-    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+def apikey_revoke(*, api_key: ApiKey, revoked_by: User | None = None) -> None:
+    revoked = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    if revoked:
+        record(
+            "apikey.revoked",
+            actor=revoked_by,
+            account=api_key.account_id,
+            target=api_key,
+            extra={"key": api_key.key[:8]},
+        )
 
 
 def apikey_touch(*, api_key: ApiKey) -> None:

@@ -53,6 +53,10 @@ class GrowthDaySerializer(serializers.Serializer):
     date = serializers.DateField()
     subscribed = serializers.IntegerField(help_text="Members added that day.")
     unsubscribed = serializers.IntegerField()
+    size = serializers.IntegerField(
+        help_text="Members on the list at the end of the day: all added up to then, less "
+        "those who unsubscribed."
+    )
 
 
 class ListStatisticsSerializer(serializers.Serializer):
@@ -100,7 +104,7 @@ class CampaignStatisticsView(CampaignApiView):
 class ListStatisticsView(ApiView):
     @extend_schema(
         operation_id="lists_statistics",
-        summary="A list's growth: members added and unsubscribes per day",
+        summary="A list's growth: members added, unsubscribes and size per day",
         parameters=[
             OpenApiParameter("list_id", int, OpenApiParameter.PATH),
             OpenApiParameter("days", int, description=f"1 to {MAX_DAYS}, default 30"),
@@ -121,6 +125,7 @@ class ListStatisticsView(ApiView):
                         "date": date.isoformat(g.day),
                         "subscribed": g.subscribed,
                         "unsubscribed": g.unsubscribed,
+                        "size": g.size,
                     }
                     for g in growth
                 ],

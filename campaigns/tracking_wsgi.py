@@ -9,6 +9,11 @@ Redis down, HEAD, a malformed path) goes on to Django's views (campaigns.trackin
 which give the same answers, with the hit this layer made (the same event id) when it
 got that far. In process, a hit answered here costs about a fifth of the CPU it costs
 through the middleware (docs/benchmarks.md, "Tracking").
+
+What is done per hit here is kept small: the token is decoded once (its canonical form
+is checked on its last letter rather than by encoding it again), the headers of each
+kind of answer are made once, and the client's address is taken as it is when no proxy
+is trusted.
 """
 
 from __future__ import annotations
@@ -19,13 +24,36 @@ from typing import Any, cast
 from django.conf import settings
 from django.http import HttpRequest
 
-from campaigns import tracking
+from campaigns import tokens, tracking
 from campaigns.tracking_views import PRE_MADE
-from heyloyalty.net import client_ip
+from heyloyalty.net import _is_trusted, client_ip
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 Answer = tuple[str, list[tuple[str, str]], bytes]
+
+_BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
+_LETTER = {c: i for i, c in enumerate(_BASE32)} | {c.upper(): i for i, c in enumerate(_BASE32)}
+
+
+def _canonical(token: str) -> bool:
+    """What campaigns.tracking._canonical answers for a token that decodes, without
+    encoding it again: base32 puts the bits left over past the last byte into the last
+    letter, and the one encoding of those bytes has them all zero."""
+    if not token or token[-1] not in _LETTER:
+        return False  # also "=": padding is never part of a token as mailed
+    spare = 5 * len(token) % 8
+    return not _LETTER[token[-1]] & ((1 << spare) - 1)
+
+
+def open_delivery(token: str) -> int | None:
+    """campaigns.tracking.open_delivery, with the token decoded once."""
+    return tokens.open_read(token) if _canonical(token) else None
+
+
+def click_target(token: str) -> tuple[int, int] | None:
+    """campaigns.tracking.click_target, with the token decoded once."""
+    return tokens.click_read(token) if _canonical(token) else None
 
 
 class _Meta:
@@ -35,21 +63,56 @@ class _Meta:
         self.META = environ
 
 
+def _client_ip(environ: dict[str, Any]) -> str:
+    if not settings.TRUSTED_PROXIES:  # no X-Forwarded-For is believed: the peer is the client
+        return str(environ.get("REMOTE_ADDR", ""))
+    return client_ip(cast(HttpRequest, _Meta(environ)))
+
+
+def _secure(environ: dict[str, Any]) -> bool:
+    """Django's ``request.is_secure()`` behind heyloyalty.proxy (the proxy's header only
+    from a trusted proxy), so HSTS goes out where Django would send it."""
+    if settings.SECURE_PROXY_SSL_HEADER and _is_trusted(str(environ.get("REMOTE_ADDR", ""))):
+        header, secure_value = settings.SECURE_PROXY_SSL_HEADER
+        value = environ.get(header)
+        if value is not None:
+            return bool(value.split(",", 1)[0].strip() == secure_value)
+    return bool(environ.get("wsgi.url_scheme") == "https")
+
+
+_made: dict[tuple[Any, ...], list[tuple[str, str]]] = {}
+
+
 def _headers(content_type: str, length: int, environ: dict[str, Any]) -> list[tuple[str, str]]:
-    headers = [
-        ("Content-Type", content_type),
-        ("Content-Length", str(length)),
-        ("Cache-Control", tracking.NO_CACHE),
-        ("Pragma", "no-cache"),
-        ("Expires", "0"),
-        ("X-Robots-Tag", "noindex, nofollow"),
-        ("X-Content-Type-Options", "nosniff"),
-    ]
-    if settings.SECURE_REFERRER_POLICY:
-        headers.append(("Referrer-Policy", str(settings.SECURE_REFERRER_POLICY)))
-    if settings.SECURE_HSTS_SECONDS and environ.get("wsgi.url_scheme") == "https":
-        headers.append(("Strict-Transport-Security", f"max-age={settings.SECURE_HSTS_SECONDS}"))
-    return headers
+    """The headers Django's tracking views and security middleware would send, made once
+    for each kind of answer and set of settings."""
+    policy, hsts = settings.SECURE_REFERRER_POLICY, settings.SECURE_HSTS_SECONDS
+    if hsts and _secure(environ):
+        hsts_value = f"max-age={hsts}"
+        if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS:
+            hsts_value += "; includeSubDomains"
+        if settings.SECURE_HSTS_PRELOAD:
+            hsts_value += "; preload"
+    else:
+        hsts_value = ""
+    key = (content_type, length, policy, hsts_value)
+    headers = _made.get(key)
+    if headers is None:
+        headers = [
+            ("Content-Type", content_type),
+            ("Content-Length", str(length)),
+            ("Cache-Control", tracking.NO_CACHE),
+            ("Pragma", "no-cache"),
+            ("Expires", "0"),
+            ("X-Robots-Tag", "noindex, nofollow"),
+            ("X-Content-Type-Options", "nosniff"),
+        ]
+        if policy:
+            headers.append(("Referrer-Policy", str(policy)))
+        if hsts_value:
+            headers.append(("Strict-Transport-Security", hsts_value))
+        _made[key] = headers
+    return list(headers)  # the server may add to it
 
 
 def _not_found(environ: dict[str, Any]) -> Answer:
@@ -58,8 +121,8 @@ def _not_found(environ: dict[str, Any]) -> Answer:
 
 
 def _pushed(environ: dict[str, Any], kind: str, delivery_id: int, position: int | None) -> bool:
-    ip = client_ip(cast(HttpRequest, _Meta(environ)))
-    event = tracking.hit(kind, delivery_id, position, ip, str(environ.get("HTTP_USER_AGENT", "")))
+    agent = str(environ.get("HTTP_USER_AGENT", ""))
+    event = tracking.hit(kind, delivery_id, position, _client_ip(environ), agent)
     if tracking.buffer_push(event):
         return True
     environ[PRE_MADE] = event  # Django's view writes it directly, with the same id
@@ -73,14 +136,14 @@ def answer(environ: dict[str, Any]) -> Answer | None:
     if "/" in token or environ.get("REQUEST_METHOD") != "GET":
         return None
     if path.startswith("/o/") and token.endswith(".gif"):
-        delivery_id = tracking.open_delivery(token[:-4])
+        delivery_id = open_delivery(token[:-4])
         if delivery_id is None:
             return _not_found(environ)
         if not _pushed(environ, tracking.OPEN, delivery_id, None):
             return None
         return "200 OK", _headers("image/gif", len(tracking.GIF), environ), tracking.GIF
     if path.startswith("/c/"):
-        found = tracking.click_target(token)
+        found = click_target(token)
         if found is None:
             return _not_found(environ)
         url = tracking.click_url_cached(*found)

@@ -147,11 +147,12 @@ def preferences_for(*, member: Member) -> list[ListChoice]:
 
 
 def _resubscribe(member: Member, now: datetime, ip: str | None) -> bool:
-    """Active again, with this as the consent; conditional like every status change."""
+    """Active again, with this as the consent; conditional like every status change.
+    The list's webhooks hear ``subscribe``, with the member as it is now."""
     consent: dict[str, object] = {"consent_source": "preferences", "consent_at": now}
     if ip:
         consent["consent_ip"] = ip
-    return bool(
+    changed = (
         Member.objects.filter(
             pk=member.pk,
             status=MemberStatus.UNSUBSCRIBED,
@@ -163,6 +164,14 @@ def _resubscribe(member: Member, now: datetime, ip: str | None) -> bool:
             status=MemberStatus.ACTIVE, email_status=MemberStatus.ACTIVE, updated_at=now, **consent
         )
     )
+    if not changed:
+        return False
+    member.status = member.email_status = MemberStatus.ACTIVE
+    member.updated_at = now
+    for name, value in consent.items():
+        setattr(member, name, value)
+    webhooks_emit(member_list_id=member.list_id, event=WebhookEvent.SUBSCRIBE, members=[member])
+    return True
 
 
 @transaction.atomic
@@ -180,6 +189,8 @@ def preferences_update(
        the token names, the one who received it).
     2. Lists in ``keep_list_ids`` where the person is unsubscribed: re-subscribed, but only
        members they unsubscribed themselves; bounced and complained stay.
+    Each change is the list's webhook event, ``unsubscribe`` or ``subscribe``, written in
+    this transaction.
     Lists of the account that do not hold this person's address are ignored.
     """
     keep = set(keep_list_ids)

@@ -5,6 +5,8 @@ account (others' ids 404). Times are shown and read in the account's time zone."
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django.contrib import messages
@@ -20,7 +22,8 @@ from accounts.models import Account, User
 from campaigns import pipeline, selectors, services, stats
 from campaigns.errors import CampaignError
 from campaigns.forms import CampaignForm, DeliveryFilterForm, SendForm, TestSendForm
-from campaigns.models import ACTIVE_STATES, Campaign, CampaignStatus, DeliveryStatus
+from campaigns.models import ACTIVE_STATES, Campaign, CampaignKind, CampaignStatus, DeliveryStatus
+from campaigns.models_autoresponders import AutoresponderStep
 from campaigns.selectors import Targets
 from campaigns.serializers import counter_progress
 from campaigns.stats_chart import campaign_charts
@@ -40,8 +43,54 @@ def _in_account_time(account: Account, request: HttpRequest, *args: Any, **kw: A
         return render(request, *args, **kw)
 
 
+class _AutoresponderMail(Exception):
+    """``_campaign`` found a mail of an autoresponder: see ``_not_for_autoresponders``."""
+
+    def __init__(self, campaign: Campaign) -> None:
+        super().__init__(campaign.pk)
+        self.campaign = campaign
+
+
 def _campaign(account: Account, campaign_id: int) -> Campaign:
-    return selectors.campaign_get(account=account, campaign_id=campaign_id)
+    campaign = selectors.campaign_get(account=account, campaign_id=campaign_id)
+    if campaign.kind == CampaignKind.AUTORESPONDER:
+        raise _AutoresponderMail(campaign)
+    return campaign
+
+
+View = Callable[..., HttpResponse]
+
+
+def _not_for_autoresponders(*, editor: bool = False) -> Callable[[View], View]:
+    """A page of one campaign. An autoresponder's mail is a Campaign too (kind
+    ``autoresponder``), but these pages would treat one step of a sequence as a one-off
+    send (report, send, copy, delete): its URLs lead to its autoresponder instead, or to
+    the mail's own editor (``editor``), and nothing is done to it."""
+
+    def decorate(view: View) -> View:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            try:
+                return view(request, *args, **kwargs)
+            except _AutoresponderMail as found:
+                return _to_autoresponder(found.campaign, editor=editor)
+
+        return wrapper
+
+    return decorate
+
+
+def _to_autoresponder(campaign: Campaign, *, editor: bool) -> HttpResponse:
+    step = AutoresponderStep.objects.filter(campaign=campaign).first()
+    if step is None:  # a mail whose step is gone: nothing of it to show
+        return redirect("campaigns:autoresponders")
+    if editor:
+        return redirect(
+            "campaigns:autoresponder_step_edit",
+            autoresponder_id=step.autoresponder_id,
+            step_id=step.pk,
+        )
+    return redirect("campaigns:autoresponder_detail", autoresponder_id=step.autoresponder_id)
 
 
 @customer_view()
@@ -126,6 +175,7 @@ def campaign_create(request: HttpRequest, account: Account) -> HttpResponse:
 
 
 @customer_view()
+@_not_for_autoresponders(editor=True)
 def campaign_edit(request: HttpRequest, account: Account, campaign_id: int) -> HttpResponse:
     campaign = _campaign(account, campaign_id)
     if campaign.status != CampaignStatus.DRAFT:
@@ -160,7 +210,8 @@ def campaign_preview(request: HttpRequest, account: Account) -> JsonResponse:
     data = request.POST if request.method == "POST" else request.GET
     campaign = None
     if data.get("campaign_id", "").isdigit():
-        campaign = _campaign(account, int(data["campaign_id"]))
+        # The editor of an autoresponder's mail previews through here too.
+        campaign = selectors.campaign_get(account=account, campaign_id=int(data["campaign_id"]))
     if campaign is not None and campaign.resend_of_id is not None:
         targets = selectors.campaign_targets(campaign=campaign)
     else:
@@ -191,6 +242,7 @@ def campaign_preview(request: HttpRequest, account: Account) -> JsonResponse:
 
 
 @customer_view()
+@_not_for_autoresponders(editor=True)
 @require_POST
 def campaign_test(request: HttpRequest, account: Account, campaign_id: int) -> HttpResponse:
     campaign = _campaign(account, campaign_id)
@@ -227,6 +279,7 @@ def campaign_test(request: HttpRequest, account: Account, campaign_id: int) -> H
 
 
 @customer_view()
+@_not_for_autoresponders()
 def campaign_send(request: HttpRequest, account: Account, campaign_id: int) -> HttpResponse:
     """The send dialog: the recipient count to confirm, now or at a time."""
     campaign = _campaign(account, campaign_id)
@@ -274,6 +327,7 @@ def _control(request: HttpRequest, campaign: Campaign, action: Any, done: str) -
 
 
 @customer_view()
+@_not_for_autoresponders()
 @require_POST
 def campaign_pause(request: HttpRequest, account: Account, campaign_id: int) -> HttpResponse:
     campaign = _campaign(account, campaign_id)
@@ -281,6 +335,7 @@ def campaign_pause(request: HttpRequest, account: Account, campaign_id: int) -> 
 
 
 @customer_view()
+@_not_for_autoresponders()
 @require_POST
 def campaign_resume(request: HttpRequest, account: Account, campaign_id: int) -> HttpResponse:
     campaign = _campaign(account, campaign_id)
@@ -288,6 +343,7 @@ def campaign_resume(request: HttpRequest, account: Account, campaign_id: int) ->
 
 
 @customer_view()
+@_not_for_autoresponders()
 @require_POST
 def campaign_cancel(request: HttpRequest, account: Account, campaign_id: int) -> HttpResponse:
     campaign = _campaign(account, campaign_id)
@@ -295,6 +351,7 @@ def campaign_cancel(request: HttpRequest, account: Account, campaign_id: int) ->
 
 
 @customer_view()
+@_not_for_autoresponders()
 @require_POST
 def campaign_unschedule(request: HttpRequest, account: Account, campaign_id: int) -> HttpResponse:
     campaign = _campaign(account, campaign_id)
@@ -308,6 +365,7 @@ def campaign_unschedule(request: HttpRequest, account: Account, campaign_id: int
 
 
 @customer_view()
+@_not_for_autoresponders()
 def campaign_status(request: HttpRequest, account: Account, campaign_id: int) -> JsonResponse:
     """What the progress bar polls."""
     campaign = _campaign(account, campaign_id)
@@ -330,6 +388,7 @@ def campaign_status(request: HttpRequest, account: Account, campaign_id: int) ->
 
 
 @customer_view()
+@_not_for_autoresponders()
 def campaign_detail(request: HttpRequest, account: Account, campaign_id: int) -> HttpResponse:
     """Progress while sending; afterwards the report: counts and the deliveries."""
     campaign = _campaign(account, campaign_id)
@@ -371,6 +430,7 @@ def campaign_detail(request: HttpRequest, account: Account, campaign_id: int) ->
 
 
 @customer_view()
+@_not_for_autoresponders()
 @require_POST
 def campaign_resend(request: HttpRequest, account: Account, campaign_id: int) -> HttpResponse:
     """A new draft to those of this campaign who did not receive it, to check and send."""
@@ -388,6 +448,7 @@ def campaign_resend(request: HttpRequest, account: Account, campaign_id: int) ->
 
 
 @customer_view()
+@_not_for_autoresponders()
 @require_POST
 def campaign_duplicate(request: HttpRequest, account: Account, campaign_id: int) -> HttpResponse:
     campaign = _campaign(account, campaign_id)
@@ -397,6 +458,7 @@ def campaign_duplicate(request: HttpRequest, account: Account, campaign_id: int)
 
 
 @customer_view()
+@_not_for_autoresponders()
 @require_POST
 def campaign_delete(request: HttpRequest, account: Account, campaign_id: int) -> HttpResponse:
     campaign = _campaign(account, campaign_id)

@@ -1,4 +1,5 @@
-"""Gunicorn settings, shared by `make run` and docker-compose (BIND differs).
+"""Gunicorn settings: no longer what the product runs (that is heyloyalty/web.py, granian),
+kept for bench/api.py and bench/import.py, which start gunicorn with them.
 
 Measured with bench/api.py (docs/benchmarks.md) on 2 cores: 2 workers x 4 threads serve
 the signed API as fast as 3x4, 4x4, 4x2 or 2x8 (within the run-to-run spread) with the

@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import dj_database_url
+from csp.constants import NONCE
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
@@ -65,6 +66,10 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
+    # Two-factor sign-in (TOTP), required for staff (accounts/two_factor.py); the CSP header.
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "csp",
     "anymail",
     "heyloyalty",
     "accounts",
@@ -76,8 +81,14 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # X-Forwarded-Proto only from TRUSTED_PROXIES: from anyone else it is dropped first.
+    "heyloyalty.proxy.UntrustedProxyHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # A view that fails because the database or Redis is away answers 503 with the
+    # incident banner, never 500 (monitoring/outage.py).
+    "monitoring.middleware.OutageMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -85,6 +96,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "accounts.middleware.PasswordChangeRequiredMiddleware",
+    # Staff working in a customer's dashboard on their behalf; before the audit middleware.
+    "accounts.middleware.ActingAsMiddleware",
+    # Checks (consent) and logs every request by staff that touches a customer account.
+    "audit.middleware.StaffAuditMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a lockout into the 429 page.
     "axes.middleware.AxesMiddleware",
@@ -295,6 +310,12 @@ WEBHOOK_ALLOW_PRIVATE = env.get_bool("WEBHOOK_ALLOW_PRIVATE", False)
 WEBHOOK_LOG_DAYS = env.get_int("WEBHOOK_LOG_DAYS", 30)  # finished deliveries kept this long
 # WEBHOOK_BEAT_SECONDS: how often due retries are picked up, read by heyloyalty/schedule.py.
 
+# Tracking (campaigns/tracking.py): opens and clicks wait in this Redis list (and
+# "<key>:processing" while a batch is written) until they are written to PostgreSQL in
+# batches. Deployments or test runs that share one Redis database each need their own.
+TRACKING_BUFFER_KEY = env.get("TRACKING_BUFFER_KEY", "hl:tracking")
+# TRACKING_FLUSH_SECONDS: how often the buffer is written, read by heyloyalty/schedule.py.
+
 # REST API
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -313,6 +334,62 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 10000
 IMPORT_MAX_BYTES = env.get_int("IMPORT_MAX_BYTES", 200 * 1024 * 1024)
 # Uploaded import files and error reports. Shared storage when workers run on other hosts.
 IMPORT_DIR = Path(env.get("IMPORT_DIR", str(VAR_DIR / "imports")))
+
+# Backups (backups/, README "Backups and keys"). Files are encrypted with the first of
+# BACKUP_ENCRYPTION_KEYS (id:YYYY-MM-DD:key, newest first; the others still open older
+# files) and kept in BACKUP_DIR, and in S3-compatible storage when BACKUP_S3_BUCKET is set.
+BACKUP_DIR = Path(env.get("BACKUP_DIR", str(VAR_DIR / "backups")))
+BACKUP_ENCRYPTION_KEYS = env.get("BACKUP_ENCRYPTION_KEYS")
+BACKUP_S3_BUCKET = env.get("BACKUP_S3_BUCKET")
+BACKUP_S3_PREFIX = env.get("BACKUP_S3_PREFIX", "heyloyalty/")
+BACKUP_S3_ENDPOINT_URL = env.get("BACKUP_S3_ENDPOINT_URL")  # empty: AWS itself
+BACKUP_S3_REGION = env.get("BACKUP_S3_REGION")
+BACKUP_S3_ACCESS_KEY_ID = env.get("BACKUP_S3_ACCESS_KEY_ID")
+BACKUP_S3_SECRET_ACCESS_KEY = env.get("BACKUP_S3_SECRET_ACCESS_KEY")
+# Retention: every hourly backup this many hours, every three-hourly one this many days,
+# and the first backup of each day this many days.
+BACKUP_KEEP_HOURLY_HOURS = env.get_int("BACKUP_KEEP_HOURLY_HOURS", 48)
+BACKUP_KEEP_THREE_HOURLY_DAYS = env.get_int("BACKUP_KEEP_THREE_HOURLY_DAYS", 14)
+BACKUP_KEEP_DAILY_DAYS = env.get_int("BACKUP_KEEP_DAILY_DAYS", 90)
+# A backup is not started unless the disk holding BACKUP_DIR keeps this much free after it.
+BACKUP_MIN_FREE_BYTES = env.get_int("BACKUP_MIN_FREE_BYTES", 512 * 1024 * 1024)
+# Restore drills make a scratch database on this server (CREATEDB needed); empty: the
+# server of DATABASE_URL.
+BACKUP_DRILL_DATABASE_URL = env.get("BACKUP_DRILL_DATABASE_URL")
+# A backup this late (minutes past its slot) is missed, and an alert.
+BACKUP_GRACE_MINUTES = env.get_int("BACKUP_GRACE_MINUTES", 30)
+# System keys (heyloyalty/keys.py): a key older than this is due for rotation (an alert),
+# and a replaced SECRET_KEY keeps verifying links already mailed for this long.
+KEY_ROTATION_DAYS = env.get_int("KEY_ROTATION_DAYS", 90)
+SECRET_KEY_RETIRE_DAYS = env.get_int("SECRET_KEY_RETIRE_DAYS", 365)
+
+# Monitoring (monitoring/, README "Monitoring"). Workers and beat write a heartbeat every
+# MONITOR_HEARTBEAT_SECONDS; one older than MONITOR_STALE_SECONDS is down. The watchdog
+# checks every MONITOR_WATCHDOG_SECONDS, so a failure is alerted within about 30 s.
+MONITOR_HEARTBEAT_SECONDS = env.get_int("MONITOR_HEARTBEAT_SECONDS", 5)
+MONITOR_STALE_SECONDS = env.get_int("MONITOR_STALE_SECONDS", 20)
+MONITOR_WATCHDOG_SECONDS = env.get_int("MONITOR_WATCHDOG_SECONDS", 5)
+MONITOR_CHECK_TIMEOUT_SECONDS = env.get_int("MONITOR_CHECK_TIMEOUT_SECONDS", 3)
+# An incident closes after this long with every check green (no open/close storms).
+MONITOR_RECOVERY_SECONDS = env.get_int("MONITOR_RECOVERY_SECONDS", 10)
+MONITOR_REMINDER_MINUTES = env.get_int("MONITOR_REMINDER_MINUTES", 60)
+# A beat job is late after its period plus this, plus half its period (at most 30 minutes).
+MONITOR_JOB_GRACE_SECONDS = env.get_int("MONITOR_JOB_GRACE_SECONDS", 60)
+MONITOR_BACKUP_MAX_AGE_MINUTES = env.get_int("MONITOR_BACKUP_MAX_AGE_MINUTES", 120)
+# The current status (open incidents, last checks) as the watchdog last saw it, for the
+# banner when the database is down: this file (shared by the web processes of one host)
+# and a Redis key.
+MONITOR_STATUS_FILE = Path(env.get("MONITOR_STATUS_FILE", str(VAR_DIR / "monitor" / "status.json")))
+MONITOR_KEY_PREFIX = env.get("MONITOR_KEY_PREFIX", "hl:monitor")
+# Optional: alerts also POSTed here as JSON (signed with MONITOR_WEBHOOK_SECRET when set).
+MONITOR_WEBHOOK_URL = env.get("MONITOR_WEBHOOK_URL")
+MONITOR_WEBHOOK_SECRET = env.get("MONITOR_WEBHOOK_SECRET")
+# Optional: the watchdog also checks <MONITOR_WEB_URL>/healthz.
+MONITOR_WEB_URL = env.get("MONITOR_WEB_URL")
+# Optional: alerts go through this relay (smtp://…, as SMTP_URL), so that they still go
+# out when the relay that sends campaigns is the thing that broke. Empty: SMTP_URL.
+ALERT_SMTP_URL = env.get("ALERT_SMTP_URL")
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Heyloyalty API",
     "DESCRIPTION": "Wire-compatible with Heyloyalty's /loyalty/v1 API.",
@@ -322,6 +399,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        # 401, 403, 429 and 503 can come from any operation (heyloyalty/api/schema_errors.py).
+        "heyloyalty.api.schema_errors.add_common_errors",
+    ],
 }
 
 # Security. Issue 8 tightens this further; these hold from the start.
@@ -336,7 +418,30 @@ SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_SECURE = env.get_bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = env.get_bool("CSRF_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_HTTPONLY = True
+LANGUAGE_COOKIE_SECURE = SESSION_COOKIE_SECURE
+LANGUAGE_COOKIE_HTTPONLY = True
+LANGUAGE_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp; Django 5.2 has none of its own). Scripts only from
+# us (an inline one needs the request's nonce); styles and images may be inline or remote
+# because customers' own campaign HTML is previewed in a sandboxed frame.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", NONCE],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "https:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "frame-src": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+        "base-uri": ["'self'"],
+        "object-src": ["'none'"],
+    }
+}
+# Two-factor sign-in (accounts/two_factor.py): the name authenticator apps show.
+OTP_TOTP_ISSUER = env.get("OTP_TOTP_ISSUER", "Heyloyalty")
 
 LOGGING = {
     "version": 1,

@@ -29,6 +29,8 @@ from members.services import Consent, MemberError
 
 MAX_PERPAGE = 5000
 JSON = OpenApiTypes.OBJECT
+# Answers that are a JSON array of objects (the schema said object; schemathesis, issue 8).
+JSON_ARRAY = {"type": "array", "items": {"type": "object", "additionalProperties": {}}}
 
 
 def _list_settings(params: Params) -> dict[str, Any]:
@@ -67,7 +69,7 @@ def _list_answer(member_list: List) -> dict[str, Any]:
 
 
 class ListsView(ApiView):
-    @extend_schema(operation_id="lists_index", summary="All lists", responses={200: JSON})
+    @extend_schema(operation_id="lists_index", summary="All lists", responses={200: JSON_ARRAY})
     def get(self, request: Request) -> Response:
         lists = selectors.lists_for_account(account=self.account(request))
         return Response([list_summary(lst, member_count=lst.member_count) for lst in lists])  # type: ignore[attr-defined]
@@ -90,7 +92,9 @@ class ListsView(ApiView):
 
 
 class CountriesView(ApiView):
-    @extend_schema(operation_id="lists_countries", summary="Country ids", responses={200: JSON})
+    @extend_schema(
+        operation_id="lists_countries", summary="Country ids", responses={200: JSON_ARRAY}
+    )
     def get(self, request: Request) -> Response:
         return Response([{"id": cid, "name": name, "code": code} for cid, name, code in COUNTRIES])
 

@@ -79,3 +79,17 @@ class ApiKeyForm(forms.Form):
         label=_("Name"), max_length=100, help_text=_("Where the key is used, e.g. 'Webshop'.")
     )
     read_only = forms.BooleanField(label=_("Read only"), required=False)
+
+
+GROWTH_DAYS = 90  # the growth page's period unless another is chosen
+
+
+class GrowthForm(forms.Form):
+    days = forms.TypedChoiceField(
+        label=_("Period"),
+        coerce=int,
+        required=False,
+        empty_value=None,
+        initial=GROWTH_DAYS,
+        choices=[(30, _("Last 30 days")), (90, _("Last 90 days")), (365, _("Last 12 months"))],
+    )

@@ -24,7 +24,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from heyloyalty.mail import build_message
-from members.models import Import, Member, MemberStatus
+from members.models import Import, Member, MemberStatus, WebhookEvent
+from members.webhook_delivery import webhooks_emit
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,12 @@ def _release(member: Member, claimed_at: datetime) -> None:
 
 
 def optin_confirm(*, token: str) -> Member | None:
-    """Confirm the member the token names; None for a bad or expired token."""
+    """Confirm the member the token names; None for a bad or expired token.
+
+    Confirming is when the member subscribes: the list's webhooks hear ``subscribe`` now,
+    in the same transaction (members.services.member_create announces only members who
+    need no confirmation). A second click finds the member active and emits nothing.
+    """
     try:
         member_id = signing.loads(token, salt=SALT, max_age=MAX_AGE)
     except signing.BadSignature:
@@ -112,6 +118,9 @@ def optin_confirm(*, token: str) -> Member | None:
             member.consent_at = timezone.now()
             member.consent_text = (member.consent_text + " (confirmed by email)").strip()
             member.save(update_fields=["status", "email_status", "consent_at", "consent_text"])
+            webhooks_emit(
+                member_list_id=member.list_id, event=WebhookEvent.SUBSCRIBE, members=[member]
+            )
     return member
 
 

@@ -361,7 +361,10 @@ def member_create(
     member.consent_ip = consent.ip
     member.consent_text = consent.text
     member.consent_at = timezone.now()
-    _save_and_emit(member, member_list, WebhookEvent.SUBSCRIBE)
+    if member.status == MemberStatus.UNCONFIRMED:
+        _save(member)  # subscribes when confirming: the webhook event comes then (optin.py)
+    else:
+        _save_and_emit(member, member_list, WebhookEvent.SUBSCRIBE)
     optin_queue(member)
     return member
 

@@ -9,6 +9,7 @@ urlpatterns = [
     path("lists/new/", views.list_create, name="list_create"),
     path("lists/<int:list_id>/", views.list_detail, name="list_detail"),
     path("lists/<int:list_id>/fields/", views.list_fields, name="list_fields"),
+    path("lists/<int:list_id>/growth/", views.list_growth, name="list_growth"),
     path("lists/<int:list_id>/export/", views.list_export, name="list_export"),
     path("lists/<int:list_id>/import/", views.import_start, name="import_start"),
     path("lists/<int:list_id>/imports/<int:import_id>/", views.import_detail, name="import_detail"),

@@ -11,17 +11,28 @@ from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts.access import customer_view
 from accounts.models import Account, User
-from campaigns.stats import member_timeline
+from audit.services import record
+from campaigns.stats import GrowthDay, member_timeline
+from campaigns.stats import list_growth as growth_of
+from campaigns.stats_chart import growth_charts
 from members import selectors, services, webhook_delivery, webhooks
 from members.api import import_json
 from members.exports import csv_download
 from members.fields import FIXED_NAMES, FieldSpec
-from members.forms import CustomFieldForm, ImportForm, ListForm, MemberSearchForm
+from members.forms import (
+    GROWTH_DAYS,
+    CustomFieldForm,
+    GrowthForm,
+    ImportForm,
+    ListForm,
+    MemberSearchForm,
+)
 from members.imports import ImportOptions, import_create, import_report_rows
 from members.models import Duplicates, Import, List, Member, Webhook, WebhookDeliveryStatus
 from members.schema import ListSchema
@@ -138,6 +149,42 @@ def list_fields(request: HttpRequest, account: Account, list_id: int) -> HttpRes
 
 
 @customer_view()
+def list_growth(request: HttpRequest, account: Account, list_id: int) -> HttpResponse:
+    """Members added and unsubscribed per day, and the list's size, as charts and numbers
+    (campaigns.stats.list_growth: a GROUP BY per table, whatever the list's size)."""
+    member_list = selectors.list_get(account=account, list_id=list_id)
+    form = GrowthForm(request.GET or None)
+    days = (form.cleaned_data["days"] if form.is_valid() else None) or GROWTH_DAYS
+    with timezone.override(account.timezone):
+        growth = _since_list_began(member_list, growth_of(member_list=member_list, days=days))
+        return render(
+            request,
+            "members/list_growth.html",
+            {
+                "list": member_list,
+                "form": form,
+                "growth": growth,
+                "charts": growth_charts(growth=growth),
+                "empty": not any(g.size or g.unsubscribed for g in growth),
+                "size": growth[-1].size,
+                "subscribed": sum(g.subscribed for g in growth),
+                "unsubscribed": sum(g.unsubscribed for g in growth),
+            },
+        )
+
+
+def _since_list_began(member_list: List, growth: list[GrowthDay]) -> list[GrowthDay]:
+    """The days from the list's first (its creation, or an earlier member's) on: a list
+    made last week draws a week, not ninety empty days."""
+    began = timezone.localtime(member_list.created_at).date()
+    first = next(
+        (i for i, g in enumerate(growth) if g.day >= began or g.size or g.unsubscribed),
+        len(growth) - 1,
+    )
+    return growth[first:]
+
+
+@customer_view()
 def member_detail(
     request: HttpRequest, account: Account, list_id: int, member_id: str
 ) -> HttpResponse:
@@ -209,6 +256,7 @@ def member_export(
     """Everything held on one member (GDPR access request), as JSON."""
     member_list = selectors.list_get(account=account, list_id=list_id)
     member = selectors.member_get(member_list=member_list, member_id=member_id)
+    record("export.members", account=account, target=member, request=request, extra={"count": 1})
     body = {
         "list": {"id": member_list.pk, "name": member_list.name},
         "member": member_json(member, ListSchema.load(member_list)),
@@ -231,6 +279,7 @@ def member_export(
 def list_export(request: HttpRequest, account: Account, list_id: int) -> StreamingHttpResponse:
     member_list = selectors.list_get(account=account, list_id=list_id)
     members = Member.objects.filter(list=member_list, obscured_at__isnull=True)
+    record("export.members", account=account, target=member_list, request=request)
     return _members_csv(member_list, members, f"{member_list.name}.csv")
 
 
@@ -241,6 +290,7 @@ def segment_export(
     member_list = selectors.list_get(account=account, list_id=list_id)
     segment = selectors.segment_get(member_list=member_list, segment_id=segment_id)
     members = selectors.segment_members(segment=segment)
+    record("export.members", account=account, target=segment, request=request)
     return _members_csv(member_list, members, f"{member_list.name} - {segment.name}.csv")
 
 

@@ -63,6 +63,7 @@ from members.models import (
     Import,
     List,
     Member,
+    MemberStatus,
     Webhook,
     WebhookDelivery,
     WebhookDeliveryStatus,
@@ -317,8 +318,9 @@ def webhooks_after_import(*, import_id: int, member_list: List, created_at: date
 def webhooks_emit_import(*, import_id: int, created_at: str) -> int:
     """Write the subscribe events of the members an import created, IMPORT_BATCH members
     per transaction, each batch queueing one send per webhook. The members are those the
-    import inserted (its merge gives them all one created_at). Safe to run twice: the rows
-    carry the import as their ``origin``, unique per webhook and member."""
+    import inserted (its merge gives them all one created_at), less those still to confirm
+    their address: they subscribe when they confirm (members.optin.optin_confirm). Safe to
+    run twice: the rows carry the import as their ``origin``, unique per webhook and member."""
     job = Import.objects.select_related("list").filter(pk=import_id).first()
     if job is None:
         return 0
@@ -330,6 +332,7 @@ def webhooks_emit_import(*, import_id: int, created_at: str) -> int:
         Member.objects.filter(
             list_id=job.list_id, created_at=datetime.fromisoformat(created_at), imported=True
         )
+        .exclude(status=MemberStatus.UNCONFIRMED)
         .select_related("list")
         .order_by()
     )

@@ -7,11 +7,14 @@ checked for it before it ships.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 
+from accounts.models import AccessGrant, AccessRequest
 from accounts.services import apikey_create
 from campaigns.autoresponders import autoresponder_create, autoresponder_step_add
 from campaigns.services import campaign_create
@@ -113,6 +116,13 @@ DASHBOARD_ROUTES = {
     "accounts:logout": "public",
     "accounts:password_change": "public",
     "healthz": "public",
+    # Monitoring: dependencies' state and incidents, the same for everyone (no account data).
+    "readyz": "public",
+    "monitoring:status": "public",
+    # Two-factor sign-in: the signed-in user's own setting and the steps of signing in.
+    "two_factor:verify": "public",
+    "two_factor:setup": "public",
+    "two_factor:settings": "public",
     "set_language": "public",
     "javascript-catalog": "public",
     "api-schema": "public",
@@ -127,10 +137,20 @@ DASHBOARD_ROUTES = {
     "tracking_click": "public",
     "accounts:api_keys": "scoped",
     "accounts:api_key_revoke": "object",
+    "accounts:access": "scoped",
+    "accounts:access_export": "scoped",
+    "accounts:access_request_decide": "object",
+    "accounts:access_grant_revoke": "object",
+    # A signed token names one access request; only an owner of its account may act on
+    # it (tests/accounts/test_consent_links.py).
+    "accounts:access_link": "public",
+    # Staff only: ends their own session on a customer's behalf.
+    "accounts:acting_end": "public",
     "members:lists": "scoped",
     "members:list_create": "scoped",
     "members:list_detail": "object",
     "members:list_fields": "object",
+    "members:list_growth": "object",
     "members:list_export": "object",
     "members:import_start": "object",
     "members:import_detail": "object",
@@ -204,6 +224,15 @@ class AliceObjects:
             account=personas.account_a, member_list=self.list, name="Alice secret autoresponder"
         )
         self.step = autoresponder_step_add(autoresponder=self.autoresponder, subject="Hej")
+        # A request waiting for Alice's answer, and a grant she gave.
+        self.access_request = AccessRequest.objects.create(
+            account=personas.account_a, manager=personas.mallory, reason="Alice secret reason"
+        )
+        self.grant = AccessGrant.objects.create(
+            account=personas.account_a,
+            manager=personas.mallory,
+            expires_at=timezone.now() + timedelta(hours=1),
+        )
 
 
 def _names(resolver: URLResolver, prefix: str = "") -> set[str]:
@@ -294,15 +323,21 @@ def test_carols_dashboard_shows_nothing_of_alice(client, personas: Personas, nam
     client.force_login(personas.carol)
     page = client.get(reverse(name))
     assert page.status_code == 200
-    assert "Alice secret list" not in page.text
-    assert "Account A Bakery" not in page.text
-    assert "Alice secret campaign" not in page.text
-    assert "Alice secret autoresponder" not in page.text
+    text = b"".join(page.streaming_content).decode() if page.streaming else page.text
+    assert "Alice secret list" not in text
+    assert "Account A Bakery" not in text
+    assert "Alice secret campaign" not in text
+    assert "Alice secret autoresponder" not in text
+    assert "Alice secret reason" not in text
 
 
 def _object_kwargs(name: str, alice: AliceObjects, key_id: int) -> dict[str, Any]:
     if name == "accounts:api_key_revoke":
         return {"key_id": key_id}
+    if name == "accounts:access_request_decide":
+        return {"request_id": alice.access_request.pk}
+    if name == "accounts:access_grant_revoke":
+        return {"grant_id": alice.grant.pk}
     if name.startswith("campaigns:autoresponder"):
         ids = {"autoresponder_id": alice.autoresponder.pk}
         if name.startswith("campaigns:autoresponder_step_") and not name.endswith("_create"):
@@ -342,6 +377,11 @@ def test_carol_gets_404_from_every_dashboard_page_of_alices_objects(client, pers
     alice.campaign.refresh_from_db()  # neither deleted, copied, nor sent
     assert alice.campaign.status == "draft"
     assert alice.campaign.account.campaigns.filter(kind="campaign").count() == 1
+    alice.grant.refresh_from_db()  # neither revoked nor answered, consent unchanged
+    alice.access_request.refresh_from_db()
+    assert (alice.grant.revoked_at, alice.access_request.status) == (None, "pending")
+    personas.account_a.refresh_from_db()
+    assert personas.account_a.manager_access == "allowed"
     alice.autoresponder.refresh_from_db()  # neither switched on, deleted, nor added to
     assert (alice.autoresponder.active, alice.autoresponder.steps.count()) == (False, 1)
     assert list(alice.webhook.deliveries.all()) == [alice.delivery]  # nothing replayed

@@ -107,7 +107,7 @@ class SignatureAuthentication(BaseAuthentication):
         authorization = meta.get("HTTP_AUTHORIZATION")
         ip = client_ip(request._request)
         presented = _presented_key(authorization)
-        failures = int(_redis().get(_failure_key(presented, ip)) or 0) if presented else 0
+        failures = _failures(_failure_key(presented, ip)) if presented else 0
         if failures >= settings.API_SIGNATURE_FAILURE_LIMIT:
             raise exceptions.Throttled(detail="too many failed signatures")
         found: dict[str, ApiKey] = {}
@@ -149,12 +149,27 @@ def _presented_key(authorization: str | None) -> str:
         return ""
 
 
+# While Redis is away the API still serves (issue 8): the failure count and the rate limit
+# are not kept meanwhile, and a wrong signature is still refused.
+REDIS_AWAY = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def _failures(key: str) -> int:
+    try:
+        return int(_redis().get(key) or 0)
+    except REDIS_AWAY:
+        return 0
+
+
 def _count_failure(key: str) -> None:
     """One more failure; the count expires a window after the first one."""
     pipe = _redis().pipeline(transaction=False)
     pipe.set(key, 0, ex=settings.API_SIGNATURE_FAILURE_WINDOW_SECONDS, nx=True)
     pipe.incr(key)
-    pipe.execute()
+    try:
+        pipe.execute()
+    except REDIS_AWAY:
+        log.warning("Redis is away: a failed API signature was not counted")
 
 
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -192,7 +207,10 @@ class KeyRateThrottle(BaseThrottle):
         pipe.incr(current)
         pipe.expire(current, 2 * self.duration)
         pipe.get(f"{key}:{window - 1}")
-        count, _, previous = pipe.execute()
+        try:
+            count, _, previous = pipe.execute()
+        except REDIS_AWAY:
+            return True
         previous = int(previous or 0)
         elapsed = now - window * self.duration
         if previous * (1 - elapsed / self.duration) + count <= self.limit:

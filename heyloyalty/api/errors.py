@@ -6,7 +6,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
 from rest_framework.response import Response
 
@@ -56,6 +58,18 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return None  # a real bug: Django's 500 handler, logged
 
 
+@csrf_exempt  # a POST to an unknown API path is a JSON 404 too, not the CSRF page
 def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     """Unknown paths under the API prefixes answer JSON, never HTML or a redirect."""
     return JsonResponse(coded(404), status=404)
+
+
+API_PREFIXES = ("/loyalty/", "/reseller/", "/tools/")
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler404: JSON under the API prefixes (also for paths no pattern can match, such as
+    one with a newline in it), the dashboard's page elsewhere."""
+    if request.path.startswith(API_PREFIXES):
+        return JsonResponse(coded(404), status=404)
+    return defaults.page_not_found(request, exception)

@@ -36,6 +36,7 @@ def env_file() -> None:
         "DEBUG": "1",
         "SECRET_KEY": secrets.token_urlsafe(64),
         "FIELD_ENCRYPTION_KEYS": _new_field_key(),
+        "BACKUP_ENCRYPTION_KEYS": _new_field_key("b1"),
     }
     missing = {k: v for k, v in wanted.items() if k not in names}
     if not missing:
@@ -52,10 +53,11 @@ def env_file() -> None:
     print(f"wrote {', '.join(missing)} to {path}")
 
 
-def _new_field_key() -> str:
+def _new_field_key(key_id: str = "k1") -> str:
+    """A key for the key ring (heyloyalty/keys.py): ``id:key``, also for backup keys."""
     from cryptography.fernet import Fernet
 
-    return f"k1:{Fernet.generate_key().decode()}"
+    return f"{key_id}:{Fernet.generate_key().decode()}"
 
 
 def _load_env() -> None:

@@ -233,7 +233,12 @@ def test_a_lists_growth_is_members_added_and_unsubscribes_per_day(
         1,
     )  # Bo, Cy, Gone
     answer = alice_api.get(f"lists/{audience.list.pk}/statistics", query={"days": 3}).json()
-    assert answer["days"][-1] == {"date": "2026-03-02", "subscribed": 3, "unsubscribed": 1}
+    assert answer["days"][-1] == {
+        "date": "2026-03-02",
+        "subscribed": 3,
+        "unsubscribed": 1,
+        "size": 4,
+    }
     assert (
         alice_api.get(f"lists/{audience.list.pk}/statistics", query={"days": 0}).status_code == 400
     )

@@ -8,6 +8,7 @@ import io
 import json
 import socket
 import sys
+from datetime import timedelta
 from typing import Any
 
 import psycopg2
@@ -16,7 +17,8 @@ from django.db import connection
 from django.test import Client
 
 from campaigns import tracking, tracking_writer
-from campaigns.models_tracking import TrackingEvent
+from campaigns.models import Delivery
+from campaigns.models_tracking import DeliveryActivity, LinkStats, TrackingEvent
 from campaigns.tracking_views import PRE_MADE
 from campaigns.tracking_writer import FLUSH_LOCK, events_write, tracking_flush
 from campaigns.tracking_wsgi import with_tracking
@@ -231,10 +233,24 @@ def test_in_front_of_django_with_redis_down_django_writes_the_same_hit(sent: Sen
     assert (made["k"], made["d"]) == ("o", sent.ann.pk)
 
 
-def test_the_production_application_has_the_layer_in_front():
-    from heyloyalty import wsgi
+def test_the_links_a_message_was_clicked_on_are_kept_across_batches(
+    client: Client, sent: Sent, time_machine
+):
+    def click(delivery: Delivery, position: int) -> None:
+        time_machine.shift(timedelta(minutes=1))  # a person, not a scanner's burst
+        client.get(link(delivery, position), **PERSON)
 
-    assert wsgi.application.__name__ == "tracked"
+    click(sent.ann, 0)
+    click(sent.ann, 1)
+    flush()
+    click(sent.ann, 1)
+    click(sent.bo, 1)
+    flush()
+
+    assert DeliveryActivity.objects.get(delivery_id=sent.ann.pk).positions == [0, 1]
+    assert DeliveryActivity.objects.get(delivery_id=sent.bo.pk).positions == [1]
+    per_link = {s.position: (s.unique_clicks, s.clicks) for s in LinkStats.objects.all()}
+    assert per_link == {0: (1, 1), 1: (2, 3)}
 
 
 def test_a_hit_postgresql_refuses_is_dropped_alone(client: Client, sent: Sent):

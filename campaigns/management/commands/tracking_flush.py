@@ -2,7 +2,7 @@
 
 Beat runs the same flush every few seconds (campaigns.tasks.tracking_flush); this is for
 operators (drain the buffer now, e.g. before taking Redis down) and for running a
-flusher as a process of its own (``--every 2``), as bench/tracking.py does. Prints what
+flusher as a process of its own (``--every 5``), as bench/tracking.py does. Prints what
 it wrote; with ``--every`` it goes on until stopped.
 """
 

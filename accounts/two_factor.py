@@ -1,0 +1,139 @@
+"""Two-factor sign-in with a time-based code (TOTP, RFC 6238; django-otp's TOTP device).
+
+Required for staff (account managers and main admins), optional for customers: a customer
+who turned it on is asked for the code too. The password alone never signs anyone in
+who needs a code:
+
+1. The sign-in form (dashboard or admin panel) checks the password. Instead of signing
+   in, it keeps only "halfway: user N" in a fresh session (``begin``), for
+   PENDING_SECONDS at most.
+2. With a confirmed device, the user types the code from their app (``verify``);
+   a member of staff without one adds an app first (``setup``: QR code, then a code).
+3. Only then ``finish`` signs in (Django's ``login``, so the sign-in is audited as any
+   other) and marks the session verified by that device.
+
+Wrong codes are throttled by the device (doubling waits) and, after MAX_TRIES, the
+halfway state is dropped: the password must be given again (and django-axes counts
+wrong passwords). A lost phone: a main admin deletes the user's TOTP device in the admin
+panel; at the next sign-in a member of staff adds one again.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+from django.contrib.auth import login
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django_otp import login as otp_login
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from accounts.models import User
+
+PENDING = "two_factor_pending"
+PENDING_SECONDS = 300
+MAX_TRIES = 5
+DEVICE_NAME = "Authenticator app"
+
+
+def confirmed_device(user: User) -> TOTPDevice | None:
+    return TOTPDevice.objects.filter(user=user, confirmed=True).order_by("id").first()
+
+
+def required(user: User) -> bool:
+    """Staff always; a customer who turned it on."""
+    return bool(user.is_staff) or confirmed_device(user) is not None
+
+
+def begin(request: HttpRequest, user: User, *, next_url: str) -> HttpResponse:
+    """The password was right: remember who is halfway, sign nobody in yet."""
+    request.session.cycle_key()
+    request.session[PENDING] = {
+        "user": user.pk,
+        "backend": getattr(user, "backend", "django.contrib.auth.backends.ModelBackend"),
+        "next": next_url,
+        "at": time.time(),
+        "tries": 0,
+    }
+    has_device = confirmed_device(user) is not None
+    return redirect("two_factor:verify" if has_device else "two_factor:setup")
+
+
+def pending(request: HttpRequest) -> tuple[User, dict[str, Any]] | None:
+    """Who is halfway through signing in, or None (never was, expired, switched off)."""
+    data = request.session.get(PENDING)
+    if not data or time.time() - float(data.get("at", 0)) > PENDING_SECONDS:
+        request.session.pop(PENDING, None)
+        return None
+    user = User.objects.filter(pk=data["user"], is_active=True).first()
+    if user is None:
+        request.session.pop(PENDING, None)
+        return None
+    return user, data
+
+
+def count_failure(request: HttpRequest, data: dict[str, Any]) -> bool:
+    """One more wrong code; True when that was the last try allowed."""
+    data["tries"] = int(data.get("tries", 0)) + 1
+    if data["tries"] >= MAX_TRIES:
+        request.session.pop(PENDING, None)
+        return True
+    request.session[PENDING] = data
+    return False
+
+
+def finish(
+    request: HttpRequest, user: User, device: TOTPDevice, data: dict[str, Any]
+) -> HttpResponse:
+    request.session.pop(PENDING, None)
+    login(request, user, backend=data["backend"])
+    otp_login(request, device)
+    return redirect(data["next"])
+
+
+def code_ok(device: TOTPDevice, code: str) -> bool:
+    """The 6-digit code is right now (and not used before; throttled after failures)."""
+    code = "".join(code.split())
+    return code.isdigit() and len(code) == device.digits and bool(device.verify_token(code))
+
+
+def new_device(user: User) -> TOTPDevice:
+    """A fresh, unconfirmed device (a new secret); earlier unconfirmed ones go."""
+    with transaction.atomic():
+        TOTPDevice.objects.filter(user=user, confirmed=False).delete()
+        return TOTPDevice.objects.create(user=user, name=DEVICE_NAME, confirmed=False)
+
+
+def unconfirmed_device(user: User) -> TOTPDevice:
+    device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("-id").first()
+    return device or new_device(user)
+
+
+def device_confirm(*, device: TOTPDevice) -> None:
+    """The user typed a right code from the new device: it counts from now on; any other
+    device of theirs goes (one app per person)."""
+    with transaction.atomic():
+        TOTPDevice.objects.filter(user=device.user).exclude(pk=device.pk).delete()
+        TOTPDevice.objects.filter(pk=device.pk).update(confirmed=True)
+        device.confirmed = True
+
+
+def devices_remove(*, user: User) -> int:
+    """Turn two-factor sign-in off (customers only; the view checks)."""
+    return int(TOTPDevice.objects.filter(user=user).delete()[0])
+
+
+def secret_text(device: TOTPDevice) -> str:
+    """The secret as people type it into an app: base32 in groups of four."""
+    raw = base64.b32encode(device.bin_key).decode().rstrip("=")
+    return " ".join(raw[i : i + 4] for i in range(0, len(raw), 4))
+
+
+def qr_data_uri(device: TOTPDevice) -> str:
+    """The otpauth:// link as a QR code, an SVG data URI (no request leaves the page)."""
+    import segno
+
+    return str(segno.make(device.config_url, error="m").svg_data_uri(scale=5, border=2))
