@@ -14,4 +14,4 @@ RUN SECRET_KEY=build-only-$(python -c "import secrets; print(secrets.token_urlsa
  && mkdir -p /app/var /backups && chown -R heyloyalty /app/var /backups
 USER heyloyalty
 EXPOSE 8000
-CMD ["gunicorn", "heyloyalty.wsgi", "--config", "python:heyloyalty.gunicorn"]
+CMD ["python", "-m", "heyloyalty.web"]

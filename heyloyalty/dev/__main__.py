@@ -65,7 +65,7 @@ def _load_env() -> None:
     from heyloyalty.env import load_env_file
 
     load_env_file(BASE_DIR / ".env")
-    # The console scripts (gunicorn, celery, pytest) live beside this Python.
+    # The console scripts (granian, celery, pytest) live beside this Python.
     os.environ["PATH"] = f"{Path(PY).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
