@@ -164,10 +164,11 @@ class _Sender:
             maker = self.makers[list_id] = ValueMaker(ListSchema.load(List.objects.get(pk=list_id)))
         return maker
 
-    def check_status(self) -> None:
-        """Between messages, a few times a second: pause and cancel act within that."""
+    def check_status(self, *, now_please: bool = False) -> None:
+        """Between messages, a few times a second, and before the first of each batch:
+        pause and cancel act within that, and rows claimed after a pause are never sent."""
         now = time.monotonic()
-        if now - self.status_checked < 0.2:
+        if not now_please and now - self.status_checked < 0.2:
             return
         self.status_checked = now
         status = (
@@ -238,7 +239,7 @@ class _Sender:
     def _send_rows(self, rows: list[_Row]) -> None:
         for index, row in enumerate(rows):
             try:
-                self.check_status()
+                self.check_status(now_please=index == 0)
                 if row.list_id is None or not self.may_mail(row):
                     _mark(row, DeliveryStatus.CANCELLED, "the member left the list before sending")
                     continue
