@@ -64,14 +64,12 @@ from bench.common import (  # noqa: E402
     CpuAccount,
     RssSampler,
     checkpoint,
-    drop_database,
     free_port,
     interrupted,
     load_note,
-    manage,
+    migrated_database,
     print_logs,
     process,
-    recreate_database,
     stepper,
     wait_for,
 )
@@ -473,10 +471,7 @@ def _run(
     step = stepper()
     step(f"before we start: {load_note()}")
     today = _today()
-    recreate_database(args.database)
-    if not args.keep_database:
-        stack.callback(drop_database, args.database)
-    manage(env, "migrate", "--no-input", "-v", "0")
+    migrated_database(args.database, env, keep=args.keep_database, stack=stack)
     step(f"database {args.database} migrated")
     tenant = set_up_tenant(dsn, args.birthdays, args.others, today)
     stack.callback(_close_connections)

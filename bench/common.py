@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -64,6 +64,14 @@ def checkpoint(dsn: str) -> None:
 def manage(env: dict[str, str], *command: str) -> None:
     python = str(VENV_BIN / "python")
     subprocess.run([python, "manage.py", *command], cwd=ROOT, env=env, check=True)  # noqa: S603
+
+
+def migrated_database(name: str, env: dict[str, str], *, keep: bool, stack: ExitStack) -> None:
+    """Our own database, made anew and migrated; dropped when `stack` closes unless kept."""
+    recreate_database(name)
+    if not keep:
+        stack.callback(drop_database, name)
+    manage(env, "migrate", "--no-input", "-v", "0")
 
 
 # ------------------------------------------------------------------------- the processes

@@ -52,13 +52,11 @@ from bench.common import (  # noqa: E402
     CpuAccount,
     RssSampler,
     checkpoint,
-    drop_database,
     free_port,
     interrupted,
-    manage,
+    migrated_database,
     print_logs,
     process,
-    recreate_database,
     stepper,
     wait_for,
 )
@@ -439,10 +437,7 @@ def _run(
     step = stepper()
     if (busy := psutil.cpu_percent(interval=1.0)) > 10:
         step(f"warning: the machine is {busy:.0f}% busy before we start; that slows this run")
-    recreate_database(args.database)
-    if not args.keep_database:
-        stack.callback(drop_database, args.database)
-    manage(env, "migrate", "--no-input", "-v", "0")
+    migrated_database(args.database, env, keep=args.keep_database, stack=stack)
     step(f"database {args.database} migrated")
     plan = write_csv(work / "members.csv", args.rows)
     step(f"wrote {args.rows:,} rows ({plan.path.stat().st_size / 2**20:.0f} MB)")

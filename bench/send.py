@@ -70,14 +70,12 @@ from bench.common import (  # noqa: E402
     CpuAccount,
     RssSampler,
     checkpoint,
-    drop_database,
     free_port,
     interrupted,
     load_note,
-    manage,
+    migrated_database,
     print_logs,
     process,
-    recreate_database,
     stepper,
     stop,
     wait_for,
@@ -880,10 +878,7 @@ def _run(
     dsn = env["DATABASE_URL"]
     step = stepper()
     step(f"before we start: {load_note()}")
-    recreate_database(args.database)
-    if not args.keep_database:
-        stack.callback(drop_database, args.database)
-    manage(env, "migrate", "--no-input", "-v", "0")
+    migrated_database(args.database, env, keep=args.keep_database, stack=stack)
     step(f"database {args.database} migrated")
     tenant = set_up_tenant(dsn, args.recipients)
     stack.callback(_close_connections)

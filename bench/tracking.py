@@ -71,13 +71,11 @@ from bench.common import (  # noqa: E402
     VENV_BIN,
     CpuAccount,
     checkpoint,
-    drop_database,
     free_port,
     interrupted,
-    manage,
+    migrated_database,
     print_logs,
     process,
-    recreate_database,
     stepper,
     wait_for,
 )
@@ -776,10 +774,7 @@ def _run(
     step = stepper()
     if (busy := psutil.cpu_percent(interval=1.0)) > 10:
         step(f"warning: the machine is {busy:.0f}% busy before we start; that slows this run")
-    recreate_database(args.database)
-    if not args.keep_database:
-        stack.callback(drop_database, args.database)
-    manage(env, "migrate", "--no-input", "-v", "0")
+    migrated_database(args.database, env, keep=args.keep_database, stack=stack)
     redis.Redis.from_url(args.redis_url).flushdb()  # database 12 is this benchmark's own
     step(f"database {args.database} migrated, Redis {args.redis_url} emptied")
     seeded = seed(args.deliveries, args.tokens, work)
