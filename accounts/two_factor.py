@@ -12,31 +12,43 @@ who needs a code:
 3. Only then ``finish`` signs in (Django's ``login``, so the sign-in is audited as any
    other) and marks the session verified by that device.
 
-Wrong codes are throttled by the device (doubling waits) and, after MAX_TRIES, the
+Every wrong code is audited (``auth.two_factor_failed``: who, from where, never the
+code) and throttled by the device (django-otp: after each wrong code it checks no code
+for 1, 2, 4, … s, and the page says how long to wait). After MAX_TRIES codes the
 halfway state is dropped: the password must be given again (and django-axes counts
 wrong passwords). A lost phone: a main admin deletes the user's TOTP device in the admin
 panel; at the next sign-in a member of staff adds one again.
+
+A session signed in with the password alone (from before the user became staff or
+turned this on) gets no further than the code page (accounts.middleware.
+TwoFactorRequiredMiddleware); there ``resume`` makes it halfway again, for its own user.
 """
 
 from __future__ import annotations
 
 import base64
+import math
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
-from django.contrib.auth import login
+from django.contrib.auth import BACKEND_SESSION_KEY, login
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import User
+from audit.services import record
 
 PENDING = "two_factor_pending"
 PENDING_SECONDS = 300
 MAX_TRIES = 5
 DEVICE_NAME = "Authenticator app"
+_DEFAULT_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 
 def confirmed_device(user: User) -> TOTPDevice | None:
@@ -48,12 +60,23 @@ def required(user: User) -> bool:
     return bool(user.is_staff) or confirmed_device(user) is not None
 
 
+def needs_code(request: HttpRequest) -> bool:
+    """Signed in, but this session has not given the code that the user needs."""
+    user = request.user
+    if not user.is_authenticated:
+        return False
+    verified = getattr(user, "is_verified", None)  # django_otp's OTPMiddleware
+    if verified is not None and verified():
+        return False
+    return required(user)
+
+
 def begin(request: HttpRequest, user: User, *, next_url: str) -> HttpResponse:
     """The password was right: remember who is halfway, sign nobody in yet."""
     request.session.cycle_key()
     request.session[PENDING] = {
         "user": user.pk,
-        "backend": getattr(user, "backend", "django.contrib.auth.backends.ModelBackend"),
+        "backend": getattr(user, "backend", _DEFAULT_BACKEND),
         "next": next_url,
         "at": time.time(),
         "tries": 0,
@@ -72,6 +95,28 @@ def pending(request: HttpRequest) -> tuple[User, dict[str, Any]] | None:
     if user is None:
         request.session.pop(PENDING, None)
         return None
+    return user, data
+
+
+def resume(request: HttpRequest) -> tuple[User, dict[str, Any]] | None:
+    """A session signed in without the code it needs: halfway again, for its own user,
+    back to ``?next=`` (a page of this site) once the code is right."""
+    if not needs_code(request):
+        return None
+    user = cast(User, request.user)  # needs_code: signed in
+    next_url = request.GET.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        next_url = "/"
+    data = {
+        "user": user.pk,
+        "backend": request.session.get(BACKEND_SESSION_KEY, _DEFAULT_BACKEND),
+        "next": next_url,
+        "at": time.time(),
+        "tries": 0,
+    }
+    request.session[PENDING] = data
     return user, data
 
 
@@ -94,10 +139,43 @@ def finish(
     return redirect(data["next"])
 
 
-def code_ok(device: TOTPDevice, code: str) -> bool:
-    """The 6-digit code is right now (and not used before; throttled after failures)."""
+@dataclass(frozen=True)
+class CodeCheck:
+    ok: bool
+    wait_seconds: int = 0  # more than 0: refused unchecked, the device is throttled
+
+
+def code_check(device: TOTPDevice, code: str) -> CodeCheck:
+    """Is the 6-digit code right now (and not used before)? While the device is throttled
+    after wrong codes, no code is checked: the answer says how long to wait."""
+    allowed, info = device.verify_is_allowed()
+    if not allowed:
+        until = (info or {}).get("locked_until")
+        wait = (until - timezone.now()).total_seconds() if until else 1
+        return CodeCheck(ok=False, wait_seconds=max(1, math.ceil(wait)))
     code = "".join(code.split())
-    return code.isdigit() and len(code) == device.digits and bool(device.verify_token(code))
+    ok = code.isdigit() and len(code) == device.digits and bool(device.verify_token(code))
+    return CodeCheck(ok=ok)
+
+
+def code_ok(device: TOTPDevice, code: str) -> bool:
+    return code_check(device, code).ok
+
+
+def failure_record(
+    request: HttpRequest, user: User, *, check: CodeCheck, step: str, tries: int
+) -> None:
+    """A wrong code, or one sent while the device waits: audited as a failed sign-in is
+    (the user as the target, the request's IP and browser), never the code itself."""
+    record(
+        "auth.two_factor_failed",
+        actor=None,
+        account=user.account_id,
+        target=user,
+        request=request,
+        reason="throttled" if check.wait_seconds else "wrong_code",
+        extra={"step": step, "tries": tries},
+    )
 
 
 def new_device(user: User) -> TOTPDevice:

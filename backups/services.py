@@ -2,7 +2,9 @@
 
 Each run is recorded before it starts and finished by a conditional update, so a run
 that died stays visibly "running" and a task delivered twice finds nothing to redo.
-Failures are recorded with a message for an operator and alert the technicians.
+Failures are recorded with a message for an operator and alert the technicians
+(backups/alerts.py: the monitoring channel, mail and webhook); ``alerted_at`` is set only
+when someone was told.
 """
 
 from __future__ import annotations

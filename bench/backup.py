@@ -5,8 +5,9 @@
 1. Recreate our own database (``bench_backup`` on 127.0.0.1:5432) and migrate it; fill it
    in SQL: one account and list, ``--members`` members (Danish names, JSON fields), one
    sent campaign with a delivery per member, ``--events`` opens and clicks spread over the
-   deliveries, the first-open rows and the counters. VACUUM ANALYZE and a CHECKPOINT, so the
-   timed phases do not pay for the set-up.
+   deliveries (as the tracking flusher writes them: in the order they happened, each with a
+   UUIDv7 event id, campaigns.tracking.event_id), the first-open rows and the counters.
+   VACUUM ANALYZE and a CHECKPOINT, so the timed phases do not pay for the set-up.
 2. The floor: a plain ``COPY table TO STDOUT`` of every table of the hourly backup, read by
    this process and thrown away (before the backup and again after it; the faster counts).
 3. ``manage.py backup_create --kind hourly`` (and the small three-hourly one), in a process
@@ -142,13 +143,18 @@ def fill(env: dict[str, str], dsn: str, members: int, events: int, step: Any) ->
             """
             INSERT INTO campaigns_trackingevent (event_id, delivery_id, campaign_id, member_id,
                 kind, position, machine, ip, user_agent, created_at)
-            SELECT gen_random_uuid(), d.id, %(campaign)s, d.member_id,
+            SELECT (lpad(to_hex((extract(epoch FROM at) * 1000)::bigint), 12, '0') || '7'
+                    || substr(r, 1, 3) || '8' || substr(r, 4, 15))::uuid,
+                d.id, %(campaign)s, d.member_id,
                 CASE WHEN g %% 4 = 0 THEN 'click' ELSE 'open' END,
                 CASE WHEN g %% 4 = 0 THEN g %% 5 END, g %% 10 = 0, '203.0.113.0',
                 'Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 Safari',
-                now() - g * interval '100 milliseconds'
+                at
             FROM generate_series(1, %(n)s) g
+            CROSS JOIN LATERAL (SELECT now() - (%(n)s - g) * interval '100 milliseconds' AS at,
+                md5(g::text) AS r) t
             JOIN campaigns_delivery d ON d.id = %(first)s + (g::bigint * 7919) %% %(members)s
+            ORDER BY g
             """,
             {"campaign": campaign, "n": events, "first": first, "members": members},
         )
@@ -221,7 +227,7 @@ def counts(dsn: str) -> dict[str, int]:
     out = {}
     with connection.cursor() as cursor:
         for table in HOURLY:
-            cursor.execute(f'SELECT count(*) FROM "{table}"')  # noqa: S608 - our own names
+            cursor.execute(f'SELECT count(*) FROM "{table}"')  # noqa: S608 - our own names  # nosec B608
             (out[table],) = cursor.fetchone() or (0,)
     connection.close()
     return out

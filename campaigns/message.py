@@ -371,7 +371,7 @@ def _dkim() -> Any:
     return dkim
 
 
-_HASHES = {"sha256": hashes.SHA256(), "sha1": hashes.SHA1()}  # noqa: S303 - rsa-sha1 is DKIM's
+_HASHES = {"sha256": hashes.SHA256(), "sha1": hashes.SHA1()}  # noqa: S303 - rsa-sha1 is DKIM's  # nosec B303
 
 
 @lru_cache(maxsize=8)

@@ -339,7 +339,7 @@ MARK_SENT_AND_COUNT_SQL = f"""
 WITH marked AS ({MARK_SENT_SQL} RETURNING member_id)
 UPDATE members_member m SET sent_mail = m.sent_mail + 1
 FROM marked WHERE m.id = marked.member_id
-"""  # noqa: S608 - constant SQL
+"""  # noqa: S608 - constant SQL  # nosec B608
 
 
 def _mark_sent(delivery_ids: list[int], *, count: bool = False) -> None:

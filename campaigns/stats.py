@@ -355,7 +355,7 @@ def tracking_events_recent(
                 LEFT JOIN members_member m ON m.id = e.member_id
                 LEFT JOIN campaigns_link l
                   ON l.campaign_id = e.campaign_id AND l.position = e.position
-                WHERE {where} ORDER BY e.id LIMIT %s""",  # noqa: S608 - our own clauses
+                WHERE {where} ORDER BY e.id LIMIT %s""",  # noqa: S608 - our own clauses  # nosec B608
             [*params, limit],
         )
         return [(row[0], TrackedEvent(*row[1:])) for row in cursor.fetchall()]

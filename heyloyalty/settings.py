@@ -94,7 +94,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): has this session given the second factor?
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # A session that still owes the second factor (staff; customers who turned it on)
+    # reaches only the code page (accounts/two_factor.py); before anything acts for it.
+    "accounts.middleware.TwoFactorRequiredMiddleware",
     "accounts.middleware.PasswordChangeRequiredMiddleware",
     # Staff working in a customer's dashboard on their behalf; before the audit middleware.
     "accounts.middleware.ActingAsMiddleware",
@@ -442,6 +447,9 @@ CONTENT_SECURITY_POLICY = {
 }
 # Two-factor sign-in (accounts/two_factor.py): the name authenticator apps show.
 OTP_TOTP_ISSUER = env.get("OTP_TOTP_ISSUER", "Heyloyalty")
+# django-otp's throttling (its default, stated so that nobody turns it off unawares): after
+# n wrong codes in a row a device checks no code for 2^(n-1) s; the code page says so.
+OTP_TOTP_THROTTLE_FACTOR = 1
 
 LOGGING = {
     "version": 1,

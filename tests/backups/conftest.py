@@ -53,12 +53,16 @@ def backup_key_spec(key_id: str = "b1") -> str:
 
 @pytest.fixture(autouse=True)
 def backup_settings(settings, tmp_path: Path):
-    """Backups of the test's own, encrypted with a fresh key, alerts to ALERTS."""
+    """Backups of the test's own, encrypted with a fresh key, alerts to ALERTS only (by
+    Django's mail, no alert relay, no webhook: a test sets those it needs)."""
     settings.BACKUP_DIR = tmp_path / "backups"
     settings.BACKUP_ENCRYPTION_KEYS = backup_key_spec()
     settings.BACKUP_MIN_FREE_BYTES = 0
     settings.BACKUP_S3_BUCKET = ""
     settings.ALERT_EMAILS = [ALERTS]
+    settings.ALERT_SMTP_URL = ""
+    settings.MONITOR_WEBHOOK_URL = ""
+    settings.MONITOR_WEBHOOK_SECRET = ""
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     return settings
 
