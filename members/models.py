@@ -130,7 +130,8 @@ SUPPRESSED = (MemberStatus.UNSUBSCRIBED, MemberStatus.BOUNCED, MemberStatus.COMP
 
 class Member(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    list = models.ForeignKey(List, on_delete=models.CASCADE, related_name="members")
+    # No index of its own: every index below starts with list_id and serves it.
+    list = models.ForeignKey(List, on_delete=models.CASCADE, related_name="members", db_index=False)
     email = models.CharField(_("email"), max_length=254, blank=True)
     mobile = models.CharField(_("mobile"), max_length=32, blank=True)
     # NULL is "no key": the unique index ignores it (see the module docstring).
