@@ -14,7 +14,10 @@
    of its own with a fresh backup key: wall time, and the run's own duration.
 4. ``manage.py backup_restore`` of both files into a new, migrated, empty database: wall
    time and the run's duration; then every table's row count is compared with the source.
-5. Print the figures against the targets (hourly backup < 60 s; at least 0.3 times the
+5. The baseline for the restore: ``pg_dump -Fc -Z 1`` of the whole source database and
+   ``pg_restore -j 2`` of it into an empty one (PostgreSQL's own tools, two jobs, as many
+   as the machine has cores), timed; its rows are counted too.
+6. Print the figures against the targets (hourly backup < 60 s; at least 0.3 times the
    plain COPY's throughput; full restore at most twice the backup time) with the machine's
    load, drop both databases (unless ``--keep-database``). Exits 1 when a target is missed
    or a count differs.
@@ -222,6 +225,13 @@ def command(env: dict[str, str], *args: str) -> tuple[float, dict[str, Any]]:
     return elapsed, json.loads(result.stdout)
 
 
+def timed(args: list[str]) -> float:
+    """Run a PostgreSQL client program; its wall time."""
+    started = time.perf_counter()
+    subprocess.run(args, check=True, capture_output=True)  # noqa: S603 - fixed programs
+    return time.perf_counter() - started
+
+
 def counts(dsn: str) -> dict[str, int]:
     connection = psycopg2.connect(dsn)
     out = {}
@@ -241,8 +251,9 @@ def main() -> int:
     parser.add_argument("--keep-database", action="store_true")
     args = parser.parse_args()
     step = stepper()
-    target_db = f"{args.database}_restore"
+    target_db, baseline_db = f"{args.database}_restore", f"{args.database}_pg_restore"
     dsn, target_dsn = f"{PG}/{args.database}", f"{PG}/{target_db}"
+    baseline_dsn = f"{PG}/{baseline_db}"
     backup_key = f"b1:{time.strftime('%Y-%m-%d')}:{Fernet.generate_key().decode()}"
     try:
         with tempfile.TemporaryDirectory(prefix="bench-backup-") as tmp:
@@ -281,10 +292,27 @@ def main() -> int:
             )  # fmt: skip
             step(f"  {restore_wall:.1f} s wall, {restored['duration']:.1f} s run")
             source, copy = counts(dsn), counts(target_dsn)
+            drop_database(target_db)  # its disk, before the baseline makes another copy
+
+            step(f"baseline: pg_dump -Fc -Z 1 of the whole database ({load_note()})")
+            dump = work / "baseline.dump"
+            dump_seconds = timed(["pg_dump", "-Fc", "-Z", "1", "-f", str(dump), dsn])
+            step(f"  {dump_seconds:.1f} s, {dump.stat().st_size / 1e6:,.0f} MB")
+            recreate_database(baseline_db)
+            checkpoint(baseline_dsn)
+            load_baseline = load_note()
+            step(f"baseline: pg_restore -j 2 into an empty database ({load_baseline})")
+            pg_restore_seconds = timed(
+                ["pg_restore", "-j", "2", "--no-owner", "-d", baseline_dsn, str(dump)]
+            )
+            step(f"  {pg_restore_seconds:.1f} s")
+            if counts(baseline_dsn) != source:
+                raise RuntimeError("pg_restore did not bring every row back")
     finally:
         if not args.keep_database:
             drop_database(args.database)
             drop_database(target_db)
+            drop_database(baseline_db)
 
     rows = copy_before[1]
     ratio = copy_seconds / hourly["duration"]
@@ -314,6 +342,11 @@ def main() -> int:
     print(
         f"full restore (both files)   {restored['duration']:.1f} s run, {restore_wall:.1f} s wall"
         f" = {factor:.2f} x the backup; {load_restore}"
+    )
+    print(
+        f"baseline                    pg_dump -Fc -Z 1 {dump_seconds:.1f} s; pg_restore -j 2"
+        f" {pg_restore_seconds:.1f} s (ours: {restored['duration'] / pg_restore_seconds:.2f} x"
+        f" pg_restore's time); {load_baseline}"
     )
     for name, ok in checks.items():
         print(f"{'MET ' if ok else 'MISS'} {name}")
