@@ -163,10 +163,14 @@ def code_ok(device: TOTPDevice, code: str) -> bool:
 
 
 def failure_record(
-    request: HttpRequest, user: User, *, check: CodeCheck, step: str, tries: int
+    request: HttpRequest, user: User, *, check: CodeCheck, step: str, tries: int | None = None
 ) -> None:
     """A wrong code, or one sent while the device waits: audited as a failed sign-in is
-    (the user as the target, the request's IP and browser), never the code itself."""
+    (the user as the target, the request's IP and browser), never the code itself.
+    ``tries``: the codes given in this sign-in so far (none on the settings page)."""
+    extra: dict[str, Any] = {"step": step}
+    if tries is not None:
+        extra["tries"] = tries
     record(
         "auth.two_factor_failed",
         actor=None,
@@ -174,7 +178,7 @@ def failure_record(
         target=user,
         request=request,
         reason="throttled" if check.wait_seconds else "wrong_code",
-        extra={"step": step, "tries": tries},
+        extra=extra,
     )
 
 

@@ -71,21 +71,31 @@ def _wrong_code(
         messages.error(request, _("Too many wrong codes. Sign in again."))
         return redirect("accounts:login")
     if check.wait_seconds:
-        seconds = check.wait_seconds
-        form.add_error(
-            "code",
-            ngettext(
-                "Too many wrong codes. Wait %(seconds)d second, then try again.",
-                "Too many wrong codes. Wait %(seconds)d seconds, then try again.",
-                seconds,
-            )
-            % {"seconds": seconds},
-        )
+        form.add_error("code", _wait_text(check.wait_seconds))
     else:
         form.add_error(
             "code", _("That code is not right. Check the time on your phone and try again.")
         )
     return None
+
+
+def _settings_refused(
+    request: HttpRequest, user: User, form: CodeForm, check: two_factor.CodeCheck, step: str
+) -> None:
+    """A wrong code on the settings page (turning it on or off): audited as at sign-in."""
+    two_factor.failure_record(request, user, check=check, step=step)
+    if check.wait_seconds:
+        form.add_error("code", _wait_text(check.wait_seconds))
+    else:
+        form.add_error("code", _("That code is not right. Check the time on your phone."))
+
+
+def _wait_text(seconds: int) -> str:
+    return ngettext(
+        "Too many wrong codes. Wait %(seconds)d second, then try again.",
+        "Too many wrong codes. Wait %(seconds)d seconds, then try again.",
+        seconds,
+    ) % {"seconds": seconds}
 
 
 def _start_again(request: HttpRequest) -> HttpResponse:
@@ -170,20 +180,21 @@ def settings_page(request: HttpRequest) -> HttpResponse:
         adding = two_factor.new_device(user)
     elif action == "confirm" and device is None:
         adding = two_factor.unconfirmed_device(user)
-        if form.is_valid() and two_factor.code_ok(adding, form.cleaned_data["code"]):
-            two_factor.device_confirm(device=adding)
-            otp_login(request, adding)  # this session has just given a code
-            messages.success(request, _("Two-factor sign-in is on."))
-            return redirect("two_factor:settings")
         if form.is_valid():
-            form.add_error("code", _("That code is not right. Check the time on your phone."))
-    elif action == "off" and device is not None and not user.is_staff:
-        if form.is_valid() and two_factor.code_ok(device, form.cleaned_data["code"]):
+            check = two_factor.code_check(adding, form.cleaned_data["code"])
+            if check.ok:
+                two_factor.device_confirm(device=adding)
+                otp_login(request, adding)  # this session has just given a code
+                messages.success(request, _("Two-factor sign-in is on."))
+                return redirect("two_factor:settings")
+            _settings_refused(request, user, form, check, "turn_on")
+    elif action == "off" and device is not None and not user.is_staff and form.is_valid():
+        check = two_factor.code_check(device, form.cleaned_data["code"])
+        if check.ok:
             two_factor.devices_remove(user=user)
             messages.success(request, _("Two-factor sign-in is off."))
             return redirect("two_factor:settings")
-        if form.is_valid():
-            form.add_error("code", _("That code is not right. Check the time on your phone."))
+        _settings_refused(request, user, form, check, "turn_off")
     context: dict[str, Any] = {"device": device, "form": form, "adding": adding}
     if adding is not None:
         context.update(qr=two_factor.qr_data_uri(adding), secret=two_factor.secret_text(adding))

@@ -183,6 +183,41 @@ def test_customers_sign_in_with_a_password_unless_they_turned_it_on(personas: Pe
     assert not TOTPDevice.objects.filter(user=personas.alice).exists()
 
 
+def test_wrong_codes_on_the_settings_page_are_audited(personas: Personas, time_machine):
+    """Turning it on or off with a wrong code: refused and audited as at sign-in, with the
+    signed-in customer as the actor, never the code."""
+    time_machine.move_to("2026-05-01T10:00:00+00:00", tick=False)
+    client = Client()
+    client.force_login(personas.alice)
+    client.post(SETTINGS, {"action": "start"})
+    adding = TOTPDevice.objects.get(user=personas.alice, confirmed=False)
+    before = AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
+
+    wrong_on = wrong_code(adding)
+    page = client.post(SETTINGS, {"action": "confirm", "code": wrong_on})
+    assert page.status_code == 200 and "That code is not right" in page.text
+    assert not TOTPDevice.objects.get(pk=adding.pk).confirmed
+
+    time_machine.shift(60)  # past django-otp's wait after the wrong code
+    assert client.post(SETTINGS, {"action": "confirm", "code": code(adding)}).status_code == 302
+    time_machine.shift(60)
+    wrong_off = wrong_code(adding)
+    page = client.post(SETTINGS, {"action": "off", "code": wrong_off}, REMOTE_ADDR="198.51.100.7")
+    assert page.status_code == 200 and "That code is not right" in page.text
+    assert TOTPDevice.objects.filter(user=personas.alice, confirmed=True).exists()
+
+    events = list(
+        AuditEvent.objects.filter(seq__gt=before, action="auth.two_factor_failed").order_by("seq")
+    )
+    assert [(e.reason, e.extra, e.actor_email) for e in events] == [
+        ("wrong_code", {"step": "turn_on"}, personas.alice.email),
+        ("wrong_code", {"step": "turn_off"}, personas.alice.email),
+    ]
+    assert events[-1].ip == "198.51.100.7"
+    texts = " ".join(str(v) for e in events for v in e.__dict__.values())
+    assert wrong_on not in texts and wrong_off not in texts
+
+
 def test_staff_cannot_turn_it_off(personas: Personas):
     device = confirmed(personas.root)
     client = Client()
