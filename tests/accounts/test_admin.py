@@ -73,6 +73,9 @@ def test_a_generated_password_is_shown_once_and_must_be_changed(personas: Person
     assert "no-store" in response["Cache-Control"]
     shown = re.search(r'id="new-password" type="text" readonly value="([^"]+)"', response.text)
     assert shown
+    # The field selects itself for copying with a script the CSP lets run (the page's nonce).
+    nonce = re.search(r'<script nonce="([^"]+)">', response.text)
+    assert nonce and f"'nonce-{nonce.group(1)}'" in response["Content-Security-Policy"]
     personas.bob.refresh_from_db()
     assert personas.bob.check_password(shown.group(1))
     assert personas.bob.must_change_password
