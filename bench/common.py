@@ -26,7 +26,9 @@ import psycopg2
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-PG = "postgres://postgres@127.0.0.1:5432"
+# The server the benchmarks make their databases on (BENCH_PG: another one, e.g. a server
+# set up for restores, as docs/benchmarks.md's "Backups" compares).
+PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
 SAMPLE_SECONDS = 0.2
 CHILDREN_EVERY = 5  # samples; a child that comes or goes meanwhile is found then
 
