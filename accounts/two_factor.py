@@ -74,13 +74,7 @@ def needs_code(request: HttpRequest) -> bool:
 def begin(request: HttpRequest, user: User, *, next_url: str) -> HttpResponse:
     """The password was right: remember who is halfway, sign nobody in yet."""
     request.session.cycle_key()
-    request.session[PENDING] = {
-        "user": user.pk,
-        "backend": getattr(user, "backend", _DEFAULT_BACKEND),
-        "next": next_url,
-        "at": time.time(),
-        "tries": 0,
-    }
+    _halfway(request, user, backend=getattr(user, "backend", _DEFAULT_BACKEND), next_url=next_url)
     has_device = confirmed_device(user) is not None
     return redirect("two_factor:verify" if has_device else "two_factor:setup")
 
@@ -109,15 +103,15 @@ def resume(request: HttpRequest) -> tuple[User, dict[str, Any]] | None:
         next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
         next_url = "/"
-    data = {
-        "user": user.pk,
-        "backend": request.session.get(BACKEND_SESSION_KEY, _DEFAULT_BACKEND),
-        "next": next_url,
-        "at": time.time(),
-        "tries": 0,
-    }
+    backend = request.session.get(BACKEND_SESSION_KEY, _DEFAULT_BACKEND)
+    return user, _halfway(request, user, backend=backend, next_url=next_url)
+
+
+def _halfway(request: HttpRequest, user: User, *, backend: str, next_url: str) -> dict[str, Any]:
+    """Remember in the session who is signing in, how, and where to after the code."""
+    data = {"user": user.pk, "backend": backend, "next": next_url, "at": time.time(), "tries": 0}
     request.session[PENDING] = data
-    return user, data
+    return data
 
 
 def count_failure(request: HttpRequest, data: dict[str, Any]) -> bool:
@@ -156,10 +150,6 @@ def code_check(device: TOTPDevice, code: str) -> CodeCheck:
     code = "".join(code.split())
     ok = code.isdigit() and len(code) == device.digits and bool(device.verify_token(code))
     return CodeCheck(ok=ok)
-
-
-def code_ok(device: TOTPDevice, code: str) -> bool:
-    return code_check(device, code).ok
 
 
 def failure_record(

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.utils import timezone
@@ -79,14 +78,11 @@ def alert(*, subject: str, text: str) -> bool:
         log.exception("the alert %r could not be mailed", subject)
     if settings.MONITOR_WEBHOOK_URL:
         try:
-            # True also for a URL that is not http(s) (logged there): that told nobody.
-            posted = channel.send_webhook(message) and _webhook_usable()
+            # send_webhook is True also for a URL that is not http(s) (logged there): that
+            # told nobody.
+            posted = channel.send_webhook(message) and channel.webhook_usable()
         except Exception:
             log.exception("the alert %r could not be posted to the webhook", subject)
     if not (mailed or posted):
         log.error("nobody was told of %r (no recipient, or the relay and webhook failed)", subject)
     return mailed or posted
-
-
-def _webhook_usable() -> bool:
-    return urlsplit(settings.MONITOR_WEBHOOK_URL).scheme in {"http", "https"}

@@ -164,6 +164,11 @@ def send_email(alert: Alert, to: list[str]) -> bool:
     return True
 
 
+def webhook_usable() -> bool:
+    """MONITOR_WEBHOOK_URL is set and an http(s) URL (send_webhook posts nowhere else)."""
+    return urlsplit(settings.MONITOR_WEBHOOK_URL).scheme in {"http", "https"}
+
+
 def send_webhook(alert: Alert) -> bool:
     """POST the alert as JSON; True when answered 2xx or when no webhook is configured.
 
@@ -172,7 +177,7 @@ def send_webhook(alert: Alert) -> bool:
     url = settings.MONITOR_WEBHOOK_URL
     if not url:
         return True
-    if urlsplit(url).scheme not in {"http", "https"}:
+    if not webhook_usable():
         log.error("MONITOR_WEBHOOK_URL must start with http:// or https://")
         return True
     body = json.dumps(alert.payload(), sort_keys=True).encode()
